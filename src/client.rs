@@ -1,0 +1,334 @@
+//! The blocking client: one connection, shareable across threads, with
+//! pipelined calls matched by call id.
+//!
+//! # About threads and cloning
+//!
+//! A `Client` is an `Arc` inside: `clone()` is cheap and every clone uses
+//! the same connection. Calls from many threads are pipelined: each call
+//! takes an id, writes its frame under a short lock, and waits on its own
+//! channel; one reader thread routes replies by id. The connection closes
+//! when the last clone is dropped (or on [`Client::close`]).
+
+use std::fmt;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::admission::Status;
+use crate::codec::{Codec, STR, U16};
+use crate::command::{Command, CommandInfo, Spec};
+use crate::conn::{run_reader, Conn, Services};
+use crate::error::{DecodeError, Error, Mismatch};
+use crate::frame::{FrameReader, Limits};
+use crate::peer::Peer;
+use crate::router::{builtin, Router};
+use crate::tcp::{tune, TcpReader, TcpWriter};
+
+static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Settings for a [`Client`]; every setter states its default.
+#[must_use]
+pub struct ClientBuilder {
+    pub(crate) limits: Limits,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) token: Option<Vec<u8>>,
+    pub(crate) router: Option<Arc<Router>>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("limits", &self.limits)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            token: None,
+            router: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Size and time limits (default [`Limits::default`]: 64 MiB frames,
+    /// heartbeat after 30 s of silence, drop after 40 s).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The timeout of calls made without one (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the TCP connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The token to present (default none). Raw TCP sends it in the `auth`
+    /// frame first; WebSocket sends it as a Bearer header.
+    pub fn token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Handlers for calls the server makes to this client (default none:
+    /// such calls get UNKNOWN_COMMAND).
+    pub fn handlers(mut self, router: Router) -> Self {
+        self.router = Some(Arc::new(router));
+        self
+    }
+
+    /// Connects over raw TCP.
+    pub fn connect(self, addr: impl ToSocketAddrs) -> Result<Client, Error> {
+        let stream = connect_tcp(addr, self.connect_timeout)?;
+        tune(&stream, &self.limits)?;
+        let peer = stream.peer_addr().ok();
+        let reader = FrameReader::new(stream.try_clone()?, self.limits.max_frame_len);
+        let client = self.start(peer, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader)));
+        if let Some(token) = &client.inner.token {
+            client.call_raw(builtin::AUTH, token, None)?;
+        }
+        Ok(client)
+    }
+
+    /// Connects over raw TCP, then checks the server's command table
+    /// against `specs` (see [`Client::check`]).
+    pub fn connect_checked(self, addr: impl ToSocketAddrs, specs: &[&dyn Spec]) -> Result<Client, Error> {
+        let client = self.connect(addr)?;
+        client.check(specs)?;
+        Ok(client)
+    }
+
+    pub(crate) fn start(
+        self,
+        peer: Option<SocketAddr>,
+        writer: Box<dyn crate::conn::FrameWrite>,
+        mut reader: Box<dyn crate::conn::FrameRead>,
+    ) -> Client {
+        let services = Services {
+            router: self.router.clone(),
+            ..Services::default()
+        };
+        let id = CLIENT_IDS.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn::new(id, peer, self.limits, services, self.timeout, writer));
+        let c = Arc::clone(&conn);
+        // A failed spawn means no reader: the connection closes at once.
+        let spawned = std::thread::Builder::new()
+            .name(format!("framerpc-client-{id}"))
+            .stack_size(128 * 1024)
+            .spawn(move || run_reader(&c, reader.as_mut()));
+        if spawned.is_err() {
+            conn.close();
+        }
+        if let Some(router) = self.router {
+            let c = Arc::clone(&conn);
+            let _ = std::thread::Builder::new()
+                .name(format!("framerpc-client-{id}-handlers"))
+                .spawn(move || crate::worker::run_handlers(c, router));
+        }
+        Client {
+            inner: Arc::new(ClientInner {
+                peer: Peer::from_conn(conn),
+                token: self.token,
+            }),
+        }
+    }
+}
+
+pub(crate) fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, Error> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to"))
+        .into())
+}
+
+struct ClientInner {
+    peer: Peer,
+    token: Option<Vec<u8>>,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        self.peer.close();
+    }
+}
+
+/// A blocking client over one connection. `Clone + Send + Sync`.
+///
+/// ```no_run
+/// use framerpc::codec::U32;
+/// use framerpc::{Client, Command};
+/// const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
+/// let client = Client::connect_checked("127.0.0.1:7878", &[&ADD])?;
+/// assert_eq!(client.call(&ADD, &(2, 3))?, 5);
+/// # Ok::<(), framerpc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("peer", &self.inner.peer).finish()
+    }
+}
+
+impl std::ops::Deref for ClientInner {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl Client {
+    /// Settings for a new client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects over raw TCP with default settings.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, Error> {
+        ClientBuilder::default().connect(addr)
+    }
+
+    /// Connects over raw TCP and checks `specs` against the server's table.
+    pub fn connect_checked(addr: impl ToSocketAddrs, specs: &[&dyn Spec]) -> Result<Self, Error> {
+        ClientBuilder::default().connect_checked(addr, specs)
+    }
+
+    /// The connection as a [`Peer`] handle.
+    pub fn peer(&self) -> &Peer {
+        &self.inner.peer
+    }
+
+    /// Calls `cmd` and waits for its reply, up to the default timeout.
+    pub fn call<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<Resp, Error> {
+        self.inner.call(cmd, req)
+    }
+
+    /// Calls `cmd` and waits up to `timeout`; on timeout the server is sent
+    /// CANCEL and a late reply is dropped.
+    pub fn call_timeout<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req, timeout: Duration) -> Result<Resp, Error> {
+        self.inner.call_timeout(cmd, req, timeout)
+    }
+
+    /// Sends `cmd` one way (NOTIFY): no reply, not even an error.
+    pub fn notify<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<(), Error> {
+        self.inner.notify(cmd, req)
+    }
+
+    /// An untyped call: request payload in, reply payload out.
+    pub fn call_raw(&self, cmd: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Bytes, Error> {
+        self.inner.call_raw(cmd, payload, timeout)
+    }
+
+    /// The built-in `ping`: the server echoes `data`.
+    pub fn ping(&self, data: &[u8]) -> Result<Bytes, Error> {
+        self.inner.ping(data)
+    }
+
+    /// The built-in `status`: active, max and waiting users.
+    pub fn status(&self) -> Result<Status, Error> {
+        self.inner.status()
+    }
+
+    /// The built-in `list`: the server's command table.
+    pub fn list(&self) -> Result<Vec<CommandInfo>, Error> {
+        let payload = self.call_raw(builtin::LIST, &[], None)?;
+        Ok(decode_list(payload)?)
+    }
+
+    /// Compares the server's table with `specs`; the error names the first
+    /// command that is missing or whose name or schemas differ.
+    pub fn check(&self, specs: &[&dyn Spec]) -> Result<(), Error> {
+        let table = self.list()?;
+        for spec in specs {
+            let want = spec.info();
+            let mismatch = |detail: String| {
+                Error::SchemaMismatch(Box::new(Mismatch {
+                    name: want.name.clone(),
+                    id: want.id,
+                    detail,
+                }))
+            };
+            let Some(have) = table.iter().find(|c| c.id == want.id) else {
+                let by_name = table.iter().find(|c| c.name == want.name);
+                return Err(mismatch(match by_name {
+                    Some(c) => format!("the server has it as id {}, not {}", c.id, want.id),
+                    None => format!("the server has no command with id {}", want.id),
+                }));
+            };
+            if have.name != want.name {
+                return Err(mismatch(format!("the server calls id {} {:?}", want.id, have.name)));
+            }
+            if have.request_schema != want.request_schema {
+                return Err(mismatch(format!(
+                    "request schema differs: client {}, server {}",
+                    want.request_schema, have.request_schema
+                )));
+            }
+            if have.response_schema != want.response_schema {
+                return Err(mismatch(format!(
+                    "response schema differs: client {}, server {}",
+                    want.response_schema, have.response_schema
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// False once the connection has ended.
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    /// Closes the connection; pending calls fail with `Disconnected`.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// Decodes a `list` reply: `u16 count`, then `u16 id, str, str, str` each.
+pub fn decode_list(mut p: Bytes) -> Result<Vec<CommandInfo>, DecodeError> {
+    let count = U16.decode(&mut p)?;
+    let row = (U16, STR, STR, STR);
+    let mut out = Vec::with_capacity(usize::from(count).min(p.len() / 14));
+    for _ in 0..count {
+        let (id, name, request_schema, response_schema) = row.decode(&mut p)?;
+        out.push(CommandInfo {
+            id,
+            name,
+            request_schema,
+            response_schema,
+        });
+    }
+    if !p.is_empty() {
+        return Err(DecodeError::TrailingBytes(p.len()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,102 @@
+//! Codecs: values that encode and decode one Rust type to the wire, and
+//! combinators that build bigger codecs from smaller ones.
+//!
+//! A codec is a value (usually a `const`), a tuple of codecs is a codec, and
+//! every codec names itself with a schema string that the `list` command
+//! reports, so a client can check at connect time that both sides agree.
+//!
+//! ```
+//! use framerpc::codec::{self, Codec, OptionOf, VecOf, STR, U32, F64};
+//! const REQ: (U32Codec, VecOf<F64Codec>) = (U32, VecOf(F64));
+//! # use framerpc::codec::{U32Codec, F64Codec};
+//! assert_eq!(REQ.schema_string(), "(u32,vec<f64>)");
+//! let bytes = codec::encode_to_vec(&REQ, &(7, vec![0.5]));
+//! assert_eq!(bytes, [7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xe0, 0x3f]);
+//! assert_eq!(codec::decode_all(&REQ, bytes.into()).unwrap(), (7, vec![0.5]));
+//! assert_eq!(OptionOf(STR).schema_string(), "option<str>");
+//! ```
+//!
+//! Decoders check every length against the bytes that remain before they
+//! allocate, and [`decode_all`] refuses bytes left over after the value.
+
+mod map;
+mod prim;
+mod seq;
+mod tuple;
+
+pub use map::Map;
+pub use prim::*;
+pub use seq::{BytesCodec, OptionOf, StrCodec, UnitCodec, VecOf, BYTES, STR, UNIT};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::DecodeError;
+
+/// Encodes and decodes one type, and describes its bytes as a schema.
+pub trait Codec: Send + Sync + 'static {
+    /// The Rust type this codec reads and writes.
+    type Value;
+
+    /// Appends the encoding of `v` to `dst`.
+    fn encode(&self, v: &Self::Value, dst: &mut BytesMut);
+
+    /// Reads one value from the front of `src`, advancing it.
+    fn decode(&self, src: &mut Bytes) -> Result<Self::Value, DecodeError>;
+
+    /// Appends the schema string (`u32`, `vec<f64>`, `(str,bool)`) to `out`.
+    fn schema(&self, out: &mut String);
+
+    /// The fewest bytes any value can take; lets `VecOf` reject an
+    /// impossible count before it allocates.
+    fn min_len(&self) -> usize {
+        0
+    }
+
+    /// The schema as a new `String`.
+    fn schema_string(&self) -> String {
+        let mut s = String::new();
+        self.schema(&mut s);
+        s
+    }
+}
+
+/// Decodes one value that must use every byte of `src`.
+pub fn decode_all<C: Codec + ?Sized>(codec: &C, mut src: Bytes) -> Result<C::Value, DecodeError> {
+    let v = codec.decode(&mut src)?;
+    if !src.is_empty() {
+        return Err(DecodeError::TrailingBytes(src.len()));
+    }
+    Ok(v)
+}
+
+/// Encodes one value into a new `Vec<u8>`.
+pub fn encode_to_vec<C: Codec + ?Sized>(codec: &C, v: &C::Value) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    codec.encode(v, &mut b);
+    b.to_vec()
+}
+
+/// Splits `n` bytes off the front of `src`, or says how many were missing.
+pub(crate) fn take(src: &mut Bytes, n: u64) -> Result<Bytes, DecodeError> {
+    if n > src.len() as u64 {
+        return Err(DecodeError::Truncated {
+            needed: n,
+            remaining: src.len() as u64,
+        });
+    }
+    Ok(src.split_to(n as usize))
+}
+
+/// Reads a fixed-size array off the front of `src`.
+pub(crate) fn take_array<const N: usize>(src: &mut Bytes) -> Result<[u8; N], DecodeError> {
+    if src.len() < N {
+        return Err(DecodeError::Truncated {
+            needed: N as u64,
+            remaining: src.len() as u64,
+        });
+    }
+    let mut a = [0u8; N];
+    a.copy_from_slice(&src[..N]);
+    bytes::Buf::advance(src, N);
+    Ok(a)
+}

@@ -1,0 +1,126 @@
+//! `Peer`: a handle to the other end of one connection, for calls and
+//! notifications in either direction.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes};
+
+use crate::admission::Status;
+use crate::command::Command;
+use crate::conn::{reply_payload, Conn};
+use crate::error::{DecodeError, Error};
+use crate::frame::Kind;
+use crate::router::builtin;
+
+/// A handle to one connection's far end. Cheap to clone; it does not keep
+/// the connection open (the connection lives while its owner does and the
+/// peer stays).
+#[derive(Clone)]
+pub struct Peer(pub(crate) Arc<Conn>);
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("conn_id", &self.0.id)
+            .field("addr", &self.0.peer)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Peer {
+    pub(crate) fn from_conn(conn: Arc<Conn>) -> Self {
+        Self(conn)
+    }
+
+    /// Calls `cmd` and waits for its reply, up to the default timeout.
+    pub fn call<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<Resp, Error> {
+        self.call_inner(cmd, req, None)
+    }
+
+    /// Calls `cmd` and waits for its reply up to `timeout`. On timeout the
+    /// peer is sent CANCEL, and a late reply is dropped.
+    pub fn call_timeout<Req, Resp>(
+        &self,
+        cmd: &Command<Req, Resp>,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, Error> {
+        self.call_inner(cmd, req, Some(timeout))
+    }
+
+    fn call_inner<Req, Resp>(
+        &self,
+        cmd: &Command<Req, Resp>,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, Error> {
+        self.0.call(cmd.id(), cmd.name(), cmd.request(), cmd.response(), req, timeout)
+    }
+
+    /// Sends `cmd` one way: no reply, not even an error.
+    pub fn notify<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<(), Error> {
+        self.0.send_with(Kind::Notify, cmd.id(), 0, |b| cmd.request().encode(req, b))
+    }
+
+    /// An untyped call: payload bytes in, reply payload bytes out.
+    pub fn call_raw(&self, cmd: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Bytes, Error> {
+        let name = format!("command {cmd:#06x}");
+        let frame = self.0.call_frame(cmd, &name, timeout, |b| b.put_slice(payload))?;
+        reply_payload(frame)
+    }
+
+    /// An untyped one-way call.
+    pub fn notify_raw(&self, cmd: u16, payload: &[u8]) -> Result<(), Error> {
+        self.0.send_with(Kind::Notify, cmd, 0, |b| b.put_slice(payload))
+    }
+
+    /// The built-in `ping`: the peer echoes `data`.
+    pub fn ping(&self, data: &[u8]) -> Result<Bytes, Error> {
+        let frame = self.0.call_frame(builtin::PING, "ping", None, |b| b.put_slice(data))?;
+        reply_payload(frame)
+    }
+
+    /// The built-in `status`: the server's admission numbers.
+    pub fn status(&self) -> Result<Status, Error> {
+        let p = self.call_raw(builtin::STATUS, &[], None)?;
+        if p.len() != 12 {
+            return Err(DecodeError::TrailingBytes(p.len().saturating_sub(12)).into());
+        }
+        let u = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+        Ok(Status {
+            active: u(0),
+            max: u(4),
+            waiting: u(8),
+        })
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.0.peer
+    }
+
+    /// The connection's number (unique within a server).
+    pub fn conn_id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// False once the connection has ended.
+    pub fn is_connected(&self) -> bool {
+        !self.0.is_closed()
+    }
+
+    /// Replies that arrived for calls nobody waited for any more (late
+    /// replies to timed-out calls), dropped and counted.
+    pub fn stray_replies(&self) -> u64 {
+        self.0.stray_replies.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Closes the connection; pending calls fail with `Disconnected`.
+    pub fn close(&self) {
+        self.0.close();
+    }
+}

@@ -1,0 +1,259 @@
+//! The `Router`: a table of handlers by command id, and the handler context.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::codec::decode_all;
+use crate::command::{Command, CommandInfo};
+use crate::conn::Conn;
+use crate::error::{Error, ErrorCode, HandlerError};
+use crate::frame::Header;
+use crate::peer::Peer;
+
+type Handler = Arc<dyn Fn(&Ctx<'_>, Bytes, &mut BytesMut) -> Result<(), HandlerError> + Send + Sync>;
+
+struct Entry {
+    info: CommandInfo,
+    handler: Handler,
+}
+
+/// A table of command handlers, shared by every connection of a server.
+///
+/// ```
+/// use framerpc::codec::{STR, U32};
+/// use framerpc::{Command, Router};
+/// const HELLO: Command<String, String> = Command::new(1, "hello", &STR, &STR);
+/// const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
+/// let router = Router::new()
+///     .handle(&HELLO, |name| Ok(format!("hello {name}")))
+///     .handle(&ADD, |(a, b)| Ok(a.wrapping_add(b)));
+/// assert_eq!(router.commands().len(), 2);
+/// ```
+#[derive(Default)]
+pub struct Router {
+    entries: BTreeMap<u16, Entry>,
+    concurrency: usize,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("commands", &self.commands())
+            .finish()
+    }
+}
+
+impl Router {
+    /// An empty router whose handlers run one at a time per connection.
+    pub fn new() -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            concurrency: 1,
+        }
+    }
+
+    /// Adds a handler that needs only the request.
+    ///
+    /// # Panics
+    /// If a command with the same id or name is already registered (see
+    /// [`Router::try_handle_with`] for the non-panicking form).
+    #[must_use]
+    pub fn handle<Req: 'static, Resp: 'static>(
+        self,
+        cmd: &Command<Req, Resp>,
+        f: impl Fn(Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        self.handle_with(cmd, move |_, req| f(req))
+    }
+
+    /// Adds a handler that also gets the [`Ctx`] (peer, state, cancel flag).
+    ///
+    /// # Panics
+    /// If a command with the same id or name is already registered.
+    #[must_use]
+    pub fn handle_with<Req: 'static, Resp: 'static>(
+        self,
+        cmd: &Command<Req, Resp>,
+        f: impl Fn(&Ctx<'_>, Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        match self.try_handle_with(cmd, f) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Adds a handler, or says why it cannot (duplicate id or name).
+    pub fn try_handle_with<Req: 'static, Resp: 'static>(
+        self,
+        cmd: &Command<Req, Resp>,
+        f: impl Fn(&Ctx<'_>, Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
+        let (req, resp) = (cmd.request(), cmd.response());
+        self.try_handle_raw(
+            cmd.info(),
+            Arc::new(move |ctx, payload, out| {
+                let value = decode_all(req, payload)
+                    .map_err(|e| HandlerError::library(ErrorCode::BAD_PAYLOAD, e.to_string()))?;
+                resp.encode(&f(ctx, value)?, out);
+                Ok(())
+            }),
+        )
+    }
+
+    /// Adds an untyped handler: it gets the request payload and appends the
+    /// reply payload to `out`. The schemas are what `list` reports.
+    pub fn try_handle_raw(
+        mut self,
+        info: CommandInfo,
+        handler: Handler,
+    ) -> Result<Self, Error> {
+        if let Some(e) = self.entries.get(&info.id) {
+            return Err(Error::Config(
+                format!("command id {} is registered twice ({:?} and {:?})", info.id, e.info.name, info.name).into(),
+            ));
+        }
+        if let Some(e) = self.entries.values().find(|e| e.info.name == info.name) {
+            return Err(Error::Config(
+                format!("command name {:?} is registered twice (ids {} and {})", info.name, e.info.id, info.id).into(),
+            ));
+        }
+        self.entries.insert(info.id, Entry { info, handler });
+        Ok(self)
+    }
+
+    /// Lets up to `n` handlers of one connection run at once (default 1:
+    /// strictly in arrival order).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// How many handlers of one connection may run at once.
+    pub fn max_concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The command table, ordered by id.
+    pub fn commands(&self) -> Vec<CommandInfo> {
+        self.entries.values().map(|e| e.info.clone()).collect()
+    }
+
+    pub(crate) fn contains(&self, id: u16) -> bool {
+        self.entries.contains_key(&id)
+    }
+
+    pub(crate) fn dispatch(
+        &self,
+        ctx: &Ctx<'_>,
+        payload: Bytes,
+        out: &mut BytesMut,
+    ) -> Result<(), HandlerError> {
+        match self.entries.get(&ctx.header.cmd) {
+            Some(e) => (e.handler)(ctx, payload, out),
+            None => Err(HandlerError::library(
+                ErrorCode::UNKNOWN_COMMAND,
+                format!("unknown command {}", ctx.header.cmd),
+            )),
+        }
+    }
+}
+
+/// What a handler knows about the call it is running.
+pub struct Ctx<'a> {
+    pub(crate) conn: &'a Arc<Conn>,
+    pub(crate) header: Header,
+}
+
+impl fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx")
+            .field("conn_id", &self.conn_id())
+            .field("peer", &self.peer_addr())
+            .field("cmd", &self.header.cmd)
+            .field("call_id", &self.header.id)
+            .finish()
+    }
+}
+
+impl Ctx<'_> {
+    /// The connection's number, unique within the server.
+    pub fn conn_id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn.peer
+    }
+
+    /// The command id being run.
+    pub fn command_id(&self) -> u16 {
+        self.header.cmd
+    }
+
+    /// The caller's call id (0 for a NOTIFY).
+    pub fn call_id(&self) -> u32 {
+        self.header.id
+    }
+
+    /// The application state given to the server, if it is a `T`.
+    pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.conn.services.state.as_deref()?.downcast_ref()
+    }
+
+    /// True once the caller has sent CANCEL for this call (it gave up).
+    pub fn is_cancelled(&self) -> bool {
+        self.header.id != 0 && self.conn.is_cancelled(self.header.id)
+    }
+
+    /// True once the server has begun shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.conn
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A handle to the calling peer, to call back into it (even before this
+    /// handler returns) or to keep for later.
+    pub fn peer(&self) -> Peer {
+        Peer::from_conn(Arc::clone(self.conn))
+    }
+}
+
+/// The library's own commands (`0xFF00..`), answered by the reader.
+pub(crate) mod builtin {
+    use bytes::{BufMut, BytesMut};
+
+    use super::Router;
+
+    pub const AUTH: u16 = 0xFF00;
+    pub const LIST: u16 = 0xFF01;
+    pub const PING: u16 = 0xFF02;
+    pub const STATUS: u16 = 0xFF03;
+
+    fn put_str(b: &mut BytesMut, s: &str) {
+        b.put_u32_le(s.len() as u32);
+        b.put_slice(s.as_bytes());
+    }
+
+    /// `u16 count`, then per command `u16 id, str name, str req, str resp`.
+    pub fn encode_list(router: Option<&Router>, b: &mut BytesMut) {
+        let Some(r) = router else {
+            b.put_u16_le(0);
+            return;
+        };
+        b.put_u16_le(r.entries.len() as u16);
+        for e in r.entries.values() {
+            b.put_u16_le(e.info.id);
+            put_str(b, &e.info.name);
+            put_str(b, &e.info.request_schema);
+            put_str(b, &e.info.response_schema);
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The server: a listener, one reader thread and one handler thread per
+//! connection, admission, and graceful shutdown.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
+
+use crate::admission::{Admission, Released, Status, WhenFull};
+use crate::conn::{run_reader, Conn, FrameRead, FrameWrite, Services, DEFAULT_GRACE};
+use crate::error::Error;
+use crate::frame::{FrameReader, Limits};
+use crate::peer::Peer;
+use crate::router::Router;
+use crate::tcp::{tune, TcpReader, TcpWriter};
+
+/// Settings for a [`Server`]; every setter states its default.
+#[must_use]
+pub struct ServerBuilder {
+    pub(crate) limits: Limits,
+    max_users: u32,
+    when_full: WhenFull,
+    on_release: Option<Arc<dyn Fn(&Released) + Send + Sync>>,
+    state: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) token: Option<Arc<[u8]>>,
+    stack_size: usize,
+    max_connections: usize,
+    grace: Duration,
+    #[cfg(feature = "ws")]
+    pub(crate) ws: Option<crate::ws::WsConfig>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("limits", &self.limits)
+            .field("max_users", &self.max_users)
+            .field("when_full", &self.when_full)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_users: u32::MAX,
+            when_full: WhenFull::default(),
+            on_release: None,
+            state: None,
+            token: None,
+            stack_size: 256 * 1024,
+            max_connections: 1024,
+            grace: DEFAULT_GRACE,
+            #[cfg(feature = "ws")]
+            ws: None,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Size and time limits (default [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// At most `n` users (connections) admitted at once; 1 is exclusive
+    /// access. Default: no limit.
+    pub fn max_users(mut self, n: u32) -> Self {
+        self.max_users = n.max(1);
+        self
+    }
+
+    /// What happens beyond `max_users` (default: queue for up to 30 s).
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// Runs every time a user's permit comes back, whatever the reason,
+    /// before the next user is admitted: stop the motor here.
+    pub fn on_release(mut self, hook: impl Fn(&Released) + Send + Sync + 'static) -> Self {
+        self.on_release = Some(Arc::new(hook));
+        self
+    }
+
+    /// Application state that handlers reach with [`Ctx::state`](crate::Ctx::state).
+    pub fn state<T: Any + Send + Sync>(mut self, state: T) -> Self {
+        self.state = Some(Arc::new(state));
+        self
+    }
+
+    /// Requires this token: raw TCP connections must send it in an `auth`
+    /// frame first (default: no token on raw TCP).
+    pub fn token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into().into());
+        self
+    }
+
+    /// Stack size of each connection's handler thread (default 256 KiB;
+    /// readers use 128 KiB). Raise it for handlers with deep recursion.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes.max(64 * 1024);
+        self
+    }
+
+    /// Connections served at once; more are closed at accept (default 1024).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long shutdown waits for calls in flight (default 5 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Binds `addr` (port 0 picks a free port) and starts serving `router`.
+    pub fn bind(self, addr: impl ToSocketAddrs, router: Router) -> Result<Server, Error> {
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        let admission = Arc::new(Admission::new(self.max_users, self.when_full, self.on_release.clone()));
+        let services = Services {
+            router: Some(Arc::new(router)),
+            admission: Some(admission),
+            state: self.state.clone(),
+            token: self.token.clone(),
+        };
+        let shared = Arc::new(Shared {
+            local_addr,
+            stop: AtomicBool::new(false),
+            next_conn: AtomicU64::new(1),
+            conns: Mutex::new(HashMap::new()),
+            services,
+            config: self,
+        });
+        let s = Arc::clone(&shared);
+        let accept = std::thread::Builder::new()
+            .name("framerpc-accept".into())
+            .spawn(move || accept_loop(&s, listener))?;
+        Ok(Server {
+            shared,
+            accept: Some(accept),
+        })
+    }
+}
+
+struct Live {
+    conn: Option<Arc<Conn>>,
+    done: Receiver<()>,
+}
+
+pub(crate) struct Shared {
+    local_addr: SocketAddr,
+    stop: AtomicBool,
+    next_conn: AtomicU64,
+    conns: Mutex<HashMap<u64, Live>>,
+    pub(crate) services: Services,
+    pub(crate) config: ServerBuilder,
+}
+
+/// A running server. Dropping it shuts it down (see [`Server::shutdown`]).
+///
+/// ```
+/// use framerpc::codec::U32;
+/// use framerpc::{Client, Command, Router, Server};
+/// const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
+///
+/// let router = Router::new().handle(&ADD, |(a, b)| Ok(a.wrapping_add(b)));
+/// let server = Server::bind("127.0.0.1:0", router)?;
+/// let client = Client::connect(server.local_addr())?;
+/// assert_eq!(client.call(&ADD, &(2, 3))?, 5);
+/// server.shutdown();
+/// # Ok::<(), framerpc::Error>(())
+/// ```
+pub struct Server {
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.shared.local_addr)
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Settings for a new server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Binds with default settings and starts serving `router`.
+    pub fn bind(addr: impl ToSocketAddrs, router: Router) -> Result<Self, Error> {
+        ServerBuilder::default().bind(addr, router)
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// A handle that can stop the server from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(Arc::clone(&self.shared))
+    }
+
+    /// Admission numbers right now.
+    pub fn status(&self) -> Status {
+        self.shared
+            .services
+            .admission
+            .as_ref()
+            .map(|a| a.status())
+            .unwrap_or_default()
+    }
+
+    /// Connections open right now.
+    pub fn connection_count(&self) -> usize {
+        self.shared.conns.lock().len()
+    }
+
+    /// Handles to every connected peer, to call or notify them.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.shared
+            .conns
+            .lock()
+            .values()
+            .filter_map(|l| l.conn.clone())
+            .filter(|c| !c.is_closed())
+            .map(Peer::from_conn)
+            .collect()
+    }
+
+    /// Stops accepting, answers new calls with SHUTTING_DOWN, lets calls in
+    /// flight finish within the grace period, closes every connection (so
+    /// waiting callers get an error, never a hang) and joins the threads.
+    /// Returns true if every thread ended in time.
+    pub fn shutdown(mut self) -> bool {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> bool {
+        let clean = self.shared.shutdown();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        clean
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Stops a [`Server`] from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Shared>);
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ShutdownHandle").field(&self.0.local_addr).finish()
+    }
+}
+
+impl ShutdownHandle {
+    /// Shuts the server down as [`Server::shutdown`] does (the accept
+    /// thread is joined when the `Server` is dropped).
+    pub fn shutdown(&self) -> bool {
+        self.0.shutdown()
+    }
+}
+
+impl Shared {
+    fn shutdown(&self) -> bool {
+        if self.stop.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        // Wake the blocked accept().
+        let mut wake = self.local_addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let deadline = Instant::now() + self.config.grace;
+        let conns: Vec<Arc<Conn>> = self.conns.lock().values().filter_map(|l| l.conn.clone()).collect();
+        for c in &conns {
+            c.shutting_down.store(true, Ordering::Relaxed);
+        }
+        for c in &conns {
+            while c.calls_in_flight() > 0 && Instant::now() < deadline && !c.is_closed() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            c.close();
+        }
+        let waits: Vec<Receiver<()>> = self.conns.lock().values().map(|l| l.done.clone()).collect();
+        let mut clean = true;
+        let join_deadline = Instant::now().max(deadline) + Duration::from_secs(1);
+        for done in waits {
+            let left = join_deadline.saturating_duration_since(Instant::now());
+            if let Err(RecvTimeoutError::Timeout) = done.recv_timeout(left) {
+                clean = false;
+            }
+        }
+        clean
+    }
+
+    fn register(&self, id: u64, done: Receiver<()>) {
+        self.conns.lock().insert(id, Live { conn: None, done });
+    }
+
+    fn attach(&self, id: u64, conn: &Arc<Conn>) {
+        if let Some(l) = self.conns.lock().get_mut(&id) {
+            l.conn = Some(Arc::clone(conn));
+        }
+        if self.stop.load(Ordering::Acquire) {
+            conn.shutting_down.store(true, Ordering::Relaxed);
+            conn.close();
+        }
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let Ok(stream) = stream else {
+            // EMFILE and friends: back off instead of spinning.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if shared.conns.lock().len() >= shared.config.max_connections {
+            drop(stream);
+            continue;
+        }
+        let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (done_tx, done_rx) = bounded::<()>(0);
+        shared.register(id, done_rx);
+        let s = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("framerpc-conn-{id}"))
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let _done = done_tx; // dropped when this thread ends
+                serve_stream(&s, id, stream);
+                s.conns.lock().remove(&id);
+            });
+        if spawned.is_err() {
+            shared.conns.lock().remove(&id);
+        }
+    }
+}
+
+/// Serves one accepted stream until it closes.
+fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
+    let limits = shared.config.limits;
+    if tune(&stream, &limits).is_err() {
+        return;
+    }
+    #[cfg(feature = "ws")]
+    if let Some(ws) = &shared.config.ws {
+        match crate::ws::serve_if_upgrade(shared, ws, id, &stream) {
+            crate::ws::Sniffed::Handled => return,
+            crate::ws::Sniffed::Raw(prefix) if ws.raw_tcp => {
+                let Ok(read_half) = stream.try_clone() else { return };
+                let reader = FrameReader::with_prefix(read_half, limits.max_frame_len, &prefix);
+                run_conn(shared, id, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader)), shared.services.clone());
+                return;
+            }
+            crate::ws::Sniffed::Raw(_) => return,
+        }
+    }
+    let Ok(read_half) = stream.try_clone() else { return };
+    let reader = FrameReader::new(read_half, limits.max_frame_len);
+    run_conn(shared, id, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader)), shared.services.clone());
+}
+
+/// Runs one connection over any transport: handler thread plus reader.
+pub(crate) fn run_conn(
+    shared: &Arc<Shared>,
+    id: u64,
+    writer: Box<dyn FrameWrite>,
+    mut reader: Box<dyn FrameRead>,
+    services: Services,
+) {
+    let peer = writer.peer_addr();
+    let conn = Arc::new(Conn::new(id, peer, shared.config.limits, services, Duration::from_secs(30), writer));
+    shared.attach(id, &conn);
+    let worker = conn.services.router.clone().and_then(|router| {
+        let c = Arc::clone(&conn);
+        std::thread::Builder::new()
+            .name(format!("framerpc-conn-{id}-handlers"))
+            .stack_size(shared.config.stack_size)
+            .spawn(move || crate::worker::run_handlers(c, router))
+            .ok()
+    });
+    if worker.is_none() && conn.services.router.is_some() {
+        conn.close();
+    }
+    run_reader(&conn, reader.as_mut());
+    if let Some(w) = worker {
+        // The handler thread ends once its current handler returns; the
+        // permit is released there. Wait for it so `done` means done.
+        let _ = w.join();
+    }
+}
