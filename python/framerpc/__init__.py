@@ -1,0 +1,43 @@
+"""framerpc: a Python client for framerpc servers (raw TCP or WebSocket).
+
+>>> import framerpc                                  # doctest: +SKIP
+>>> c = framerpc.connect("tcp://127.0.0.1:7878")     # doctest: +SKIP
+>>> c.call("add_2_words", 2, 3)                      # doctest: +SKIP
+5
+"""
+
+from .client import Client, CommandInfo, Status, connect, decode_list, encode_list
+from .errors import (
+    BadPayload,
+    Busy,
+    CallTimeout,
+    DecodeError,
+    Disconnected,
+    EncodeError,
+    FramerpcError,
+    FrameTooLarge,
+    HandlerError,
+    Panic,
+    ProtocolError,
+    ProtocolViolation,
+    RemoteError,
+    RemoteTimeout,
+    SchemaError,
+    ShuttingDown,
+    Timeout,
+    TooLarge,
+    Unauthorized,
+    UnknownCommand,
+)
+from .schema import compile_schema, decode, encode
+from .transport import ConnectError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "connect", "Client", "CommandInfo", "Status", "compile_schema", "encode", "decode",
+    "decode_list", "encode_list", "FramerpcError", "RemoteError", "UnknownCommand", "BadPayload",
+    "HandlerError", "Panic", "Busy", "Unauthorized", "TooLarge", "ShuttingDown", "RemoteTimeout",
+    "ProtocolError", "Timeout", "CallTimeout", "Disconnected", "FrameTooLarge", "SchemaError",
+    "EncodeError", "DecodeError", "ProtocolViolation", "ConnectError",
+]
