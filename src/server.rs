@@ -304,10 +304,23 @@ impl Shared {
         for c in &conns {
             c.shutting_down.store(true, Ordering::Relaxed);
         }
-        for c in &conns {
-            while c.calls_in_flight() > 0 && Instant::now() < deadline && !c.is_closed() {
-                std::thread::sleep(Duration::from_millis(2));
+        // Close each connection as soon as it has no call in flight; after
+        // the grace period, close the rest.
+        loop {
+            let mut busy = false;
+            for c in &conns {
+                if c.calls_in_flight() == 0 {
+                    c.close();
+                } else {
+                    busy |= !c.is_closed();
+                }
             }
+            if !busy || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for c in &conns {
             c.close();
         }
         let waits: Vec<Receiver<()>> = self.conns.lock().values().map(|l| l.done.clone()).collect();
