@@ -1,0 +1,152 @@
+"""Fixtures: the real Rust example servers on 127.0.0.1 port 0, and a scripted fake peer.
+
+The binaries are found in FRAMERPC_EXAMPLES_DIR (default ../target/debug/examples
+relative to python/); build them with ``cargo build --examples`` (with
+``--all-features`` for the WebSocket and simulator examples).
+"""
+
+import json
+import os
+import queue
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYROOT = os.path.dirname(HERE)
+sys.path.insert(0, PYROOT)
+
+EXAMPLES_DIR = os.environ.get("FRAMERPC_EXAMPLES_DIR") or os.path.join(PYROOT, "..", "target", "debug", "examples")
+VECTORS = os.path.join(PYROOT, "..", "docs", "vectors.json")
+START_TIMEOUT = 10.0
+IO_TIMEOUT = 5.0
+
+
+def example_path(name):
+    return os.path.join(EXAMPLES_DIR, name)
+
+
+class ExampleServer:
+    """A Rust example server process; ``lines`` holds what it printed at start."""
+
+    def __init__(self, name, args=(), expect=("listening on ",), env=None):
+        path = example_path(name)
+        if not os.path.exists(path):
+            pytest.skip(f"{path} is not built (cargo build --examples --all-features)")
+        self.proc = subprocess.Popen(
+            [path, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, text=True, bufsize=1,
+        )
+        self.lines = []
+        self._q = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT
+        wanted = list(expect)
+        while wanted:
+            left = deadline - time.monotonic()
+            try:
+                line = self._q.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                self.stop()
+                raise RuntimeError(f"{name} printed {self.lines!r}, still waiting for {wanted!r}")
+            if line is None:
+                self.stop()
+                raise RuntimeError(f"{name} exited early after printing {self.lines!r}")
+            self.lines.append(line)
+            wanted = [w for w in wanted if not line.startswith(w)]
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self._q.put(line.rstrip("\n"))
+        self._q.put(None)
+
+    def value(self, prefix):
+        for line in self.lines:
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        raise KeyError(prefix)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def greet():
+    """``tcp://ADDR`` of a greet_server shared by a test module."""
+    s = ExampleServer("greet_server", ["127.0.0.1:0"])
+    yield "tcp://" + s.value("listening on ")
+    s.stop()
+
+
+@pytest.fixture
+def greet_server():
+    """A greet_server of one's own (to kill in the test)."""
+    s = ExampleServer("greet_server", ["127.0.0.1:0"])
+    s.addr = "tcp://" + s.value("listening on ")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def vectors():
+    with open(VECTORS, encoding="utf-8") as f:
+        return json.load(f)
+
+
+HDR = struct.Struct("<IBBHI")
+
+
+class FakePeer:
+    """A one-connection TCP server the test scripts frame by frame."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.listener.settimeout(IO_TIMEOUT)
+        self.addr = "tcp://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.conn = None
+
+    def accept(self):
+        self.conn, _ = self.listener.accept()
+        self.conn.settimeout(IO_TIMEOUT)
+        return self
+
+    def _exact(self, n):
+        b = bytearray()
+        while len(b) < n:
+            chunk = self.conn.recv(n - len(b))
+            if not chunk:
+                raise EOFError("peer closed")
+            b += chunk
+        return bytes(b)
+
+    def recv(self):
+        """(kind, cmd, id, payload) of the next frame."""
+        n, kind, flags, cmd, cid = HDR.unpack(self._exact(12))
+        assert flags == 0
+        return kind, cmd, cid, self._exact(n)
+
+    def send(self, kind, cmd, cid, payload=b""):
+        self.conn.sendall(HDR.pack(len(payload), kind, 0, cmd, cid) + payload)
+
+    def close(self):
+        for s in (self.conn, self.listener):
+            if s is not None:
+                s.close()
+
+
+@pytest.fixture
+def fake():
+    p = FakePeer()
+    yield p
+    p.close()
