@@ -229,10 +229,6 @@ class Unit(Codec):
         return None, pos
 
 
-# A vec<unit> has no bytes per item: bound its count anyway.
-_MAX_ZERO_SIZE_ITEMS = 1 << 20
-
-
 class Vec(Codec):
     min_len = 4
 
@@ -301,12 +297,11 @@ class Vec(Codec):
         (n,) = _U32.unpack_from(mv, pos)
         pos += 4
         ml = self.item.min_len
-        if ml:
-            if n * ml > len(mv) - pos:
-                raise DecodeError(
-                    f"{self.schema} count {n} needs at least {n * ml} byte(s), {len(mv) - pos} remain")
-        elif n > _MAX_ZERO_SIZE_ITEMS:
-            raise DecodeError(f"{self.schema} count {n} is over {_MAX_ZERO_SIZE_ITEMS}")
+        # as the Rust decoder: n items need n * max(min_len, 1) bytes, so even
+        # a vec<unit> count is bounded by the bytes that remain
+        if n * max(ml, 1) > len(mv) - pos:
+            raise DecodeError(
+                f"{self.schema} count {n} needs at least {n * max(ml, 1)} byte(s), {len(mv) - pos} remain")
         if self.num:
             fmt = f"{self.end}{n}{self.code}"
             return list(struct.unpack_from(fmt, mv, pos)), pos + n * ml

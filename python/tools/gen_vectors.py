@@ -130,7 +130,7 @@ def codec_edges():
     add("vec<u8>", [0, 127, 255])
     add("vec<i64>", [-9223372036854775808, 9223372036854775807])
     add("vec<f32>", [1.5, -0.0, "inf"])
-    add("vec<unit>", [None, None, None])
+    add("vec<unit>", [])
     add("vec<bool>", [True, False])
     add("vec<str>", ["", "x"])
     add("vec<vec<u16>>", [[], [1], [65535, 0]])
