@@ -41,13 +41,19 @@ mod client;
 pub mod codec;
 mod command;
 mod conn;
+#[cfg(feature = "msgpack")]
+pub mod dynamic;
 mod error;
 pub mod frame;
+#[cfg(feature = "ndarray")]
+pub mod ndarray;
 mod peer;
 mod router;
 mod server;
 mod tcp;
 mod worker;
+#[cfg(feature = "ws")]
+mod ws;
 
 pub use admission::{Released, Status, WhenFull};
 pub use client::{decode_list, Client, ClientBuilder};
@@ -57,6 +63,8 @@ pub use frame::Limits;
 pub use peer::Peer;
 pub use router::{Ctx, Router};
 pub use server::{Server, ServerBuilder, ShutdownHandle};
+#[cfg(feature = "ws")]
+pub use ws::{WsConfig, TOKEN_ENV};
 
 /// The library's reserved command ids.
 pub mod reserved {

@@ -218,6 +218,14 @@ impl Server {
         ShutdownHandle(Arc::clone(&self.shared))
     }
 
+    /// The token clients must present (raw TCP `auth` frame, WebSocket
+    /// Bearer header), e.g. the one generated for a WebSocket server; `None`
+    /// for an open server or a token that is not UTF-8.
+    pub fn token(&self) -> Option<&str> {
+        let token = self.shared.services.token.as_deref()?;
+        std::str::from_utf8(token).ok()
+    }
+
     /// Admission numbers right now.
     pub fn status(&self) -> Status {
         self.shared
@@ -289,6 +297,12 @@ impl ShutdownHandle {
 }
 
 impl Shared {
+    /// True once shutdown has begun.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
     fn shutdown(&self) -> bool {
         if self.stop.swap(true, Ordering::AcqRel) {
             return true;

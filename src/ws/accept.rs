@@ -1,0 +1,330 @@
+//! The server side: sniff `GET `, read the HTTP head under a deadline and
+//! size bounds, check path and token in tungstenite's handshake callback,
+//! then serve the connection like any other.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::{header, StatusCode};
+
+use super::stream::{ws_config, Out, WsReader, WsStream, WsWriter};
+use super::WsConfig;
+use crate::conn::{constant_time_eq, Services};
+use crate::router::Router;
+use crate::server::{run_conn, Shared};
+
+/// What [`serve_if_upgrade`] did with a connection.
+pub(crate) enum Sniffed {
+    /// It was a WebSocket upgrade (served, refused or dropped): done.
+    Handled,
+    /// Not an upgrade: these first bytes belong to a raw frame stream.
+    Raw(Vec<u8>),
+}
+
+fn is_tick(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Reads the first bytes of a connection; a connection that starts with
+/// `GET ` is a WebSocket upgrade and is served here until it ends. A raw
+/// frame cannot start that way under the default size limit (its `len`
+/// would be 0x20544547, over 500 MiB).
+pub(crate) fn serve_if_upgrade(shared: &Arc<Shared>, ws: &WsConfig, id: u64, stream: &TcpStream) -> Sniffed {
+    let limits = shared.config.limits;
+    let tick = limits.tick();
+    // Before the first byte the peer is an idle connection (a raw client
+    // may wait for its first call); from the first byte the handshake
+    // deadline runs.
+    let idle_deadline = limits.idle_timeout.map(|d| Instant::now() + d);
+    let mut deadline: Option<Instant> = None;
+    let mut first = [0u8; 4];
+    let mut n = 0;
+    let mut s = stream;
+    while n < first.len() {
+        if shared.is_stopping() {
+            return Sniffed::Handled;
+        }
+        let now = Instant::now();
+        match deadline {
+            Some(d) if now >= d => break,
+            Some(d) => {
+                let _ = stream.set_read_timeout(Some((d - now).min(tick).max(Duration::from_millis(1))));
+            }
+            None if idle_deadline.is_some_and(|d| now >= d) => return Sniffed::Handled,
+            None => {}
+        }
+        match s.read(&mut first[n..]) {
+            Ok(0) => break,
+            Ok(k) => {
+                if n == 0 {
+                    deadline = Some(now + ws.handshake_timeout);
+                }
+                n += k;
+            }
+            Err(e) if is_tick(&e) => {}
+            Err(_) => return Sniffed::Handled,
+        }
+    }
+    if n == 0 {
+        return Sniffed::Handled;
+    }
+    if first[..n] != b"GET "[..n] {
+        let _ = stream.set_read_timeout(Some(tick));
+        return Sniffed::Raw(first[..n].to_vec());
+    }
+    if n < first.len() {
+        return Sniffed::Handled; // "GE" and then nothing: not a raw frame either
+    }
+    let Some(deadline) = deadline else {
+        return Sniffed::Handled;
+    };
+    if let Some((conn_stream, services, ws_socket)) = handshake(shared, ws, stream, deadline) {
+        let _ = stream.set_read_timeout(Some(tick));
+        let peer = stream.peer_addr().ok();
+        let reader = WsReader::new(ws_socket, limits.max_frame_len);
+        run_conn(shared, id, Box::new(WsWriter::new(conn_stream, peer)), Box::new(reader), services);
+    }
+    Sniffed::Handled
+}
+
+type Accepted = (super::stream::SharedOut, Services, tungstenite::WebSocket<WsStream>);
+
+/// Reads the HTTP head (already started with `GET `) and runs tungstenite's
+/// handshake on it; answers 4xx itself when it refuses.
+fn handshake(shared: &Arc<Shared>, ws: &WsConfig, stream: &TcpStream, deadline: Instant) -> Option<Accepted> {
+    let head = match read_head(shared, ws, stream, deadline) {
+        Ok(h) => h,
+        Err(Some(status)) => {
+            respond(stream, status, "");
+            return None;
+        }
+        Err(None) => return None,
+    };
+    let (head, tail) = head;
+    let read_half = stream.try_clone().ok()?;
+    let write_half = stream.try_clone().ok()?;
+    let out = Out::shared(write_half, false);
+    let st = WsStream::new(read_half, Arc::clone(&out), head, false);
+    let mut chosen: Option<Arc<Router>> = None;
+    let token = shared.services.token.clone();
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        let Some(router) = ws.mounts.get(req.uri().path()) else {
+            return Err(error_response(StatusCode::NOT_FOUND, "not found: no namespace at this path\n"));
+        };
+        if let Some(token) = &token {
+            if !authorized(req, token) {
+                return Err(error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized: missing or wrong token\n",
+                ));
+            }
+        }
+        chosen = Some(Arc::clone(router));
+        Ok(resp)
+    };
+    // The head is complete in memory: the handshake reads no socket, and
+    // writes its answer under the write timeout.
+    let socket = match tungstenite::accept_hdr_with_config(st, callback, Some(ws_config(&shared.config.limits))) {
+        Ok(mut socket) => {
+            socket.get_mut().serve(tail);
+            socket
+        }
+        Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => {
+            // 401 or 404 was written.
+            let _ = stream.shutdown(Shutdown::Write);
+            return None;
+        }
+        Err(_) => {
+            // Not a WebSocket upgrade (or a malformed one): nothing written.
+            respond(stream, StatusCode::BAD_REQUEST, "bad request: expected a WebSocket upgrade\n");
+            return None;
+        }
+    };
+    let router = chosen?;
+    let services = Services {
+        router: Some(router),
+        admission: shared.services.admission.clone(),
+        state: shared.services.state.clone(),
+        // The token was checked at the upgrade: no `auth` frame on WS.
+        token: None,
+    };
+    Some((out, services, socket))
+}
+
+/// Reads up to the end of the HTTP head: `Ok((head, tail))`, or the status
+/// to answer with (`None`: just drop the connection).
+fn read_head(
+    shared: &Shared,
+    ws: &WsConfig,
+    stream: &TcpStream,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<u8>), Option<StatusCode>> {
+    let tick = shared.config.limits.tick();
+    let mut buf = Vec::with_capacity(1024);
+    buf.extend_from_slice(b"GET ");
+    let mut chunk = [0u8; 2048];
+    let mut scanned: usize = 0;
+    let mut s = stream;
+    loop {
+        if let Some(pos) = find_end(&buf[scanned.saturating_sub(3)..]) {
+            let end = scanned.saturating_sub(3) + pos + 4;
+            if end > ws.max_header_bytes || count_lines(&buf[..end]) > ws.max_header_lines + 1 {
+                return Err(Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+            }
+            let tail = buf.split_off(end);
+            return Ok((buf, tail));
+        }
+        scanned = buf.len();
+        if buf.len() > ws.max_header_bytes || count_lines(&buf) > ws.max_header_lines + 1 {
+            return Err(Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        }
+        let now = Instant::now();
+        if now >= deadline || shared.is_stopping() {
+            return Err(None);
+        }
+        let _ = stream.set_read_timeout(Some((deadline - now).min(tick).max(Duration::from_millis(1))));
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(None),
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(e) if is_tick(&e) => {}
+            Err(_) => return Err(None),
+        }
+    }
+}
+
+fn find_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+fn count_lines(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c == b'\n').count()
+}
+
+fn error_response(status: StatusCode, body: &str) -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some(body.to_owned()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(body.len()));
+    h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    if status == StatusCode::UNAUTHORIZED {
+        h.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+/// Writes a plain HTTP error response and half-closes.
+fn respond(stream: &TcpStream, status: StatusCode, body: &str) {
+    let text = format!(
+        "HTTP/1.1 {} {}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    let mut s = stream;
+    let _ = s.write_all(text.as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// The token from `Authorization: Bearer` first, else the `token` query
+/// parameter, compared in constant time. Never logged, never echoed.
+fn authorized(req: &Request, token: &[u8]) -> bool {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let v = value.as_bytes();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+            return constant_time_eq(token, trim(&v[7..]));
+        }
+    }
+    let Some(query) = req.uri().query() else {
+        return false;
+    };
+    query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("token="))
+        .any(|v| constant_time_eq(token, &percent_decode(v)))
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
+}
+
+/// `%XX` escapes and `+` (space) of a query value.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h << 4) | l);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, auth: Option<&str>) -> Request {
+        let mut r = Request::builder().uri(uri);
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.body(()).unwrap()
+    }
+
+    #[test]
+    fn bearer_header_first_then_query() {
+        assert!(authorized(&req("/g", Some("Bearer abc")), b"abc"));
+        assert!(authorized(&req("/g", Some("bearer  abc ")), b"abc"));
+        assert!(!authorized(&req("/g", Some("Bearer abd")), b"abc"));
+        assert!(authorized(&req("/g?x=1&token=abc", None), b"abc"));
+        assert!(authorized(&req("/g?token=a%62c", None), b"abc"));
+        assert!(!authorized(&req("/g?token=ab", None), b"abc"));
+        assert!(!authorized(&req("/g", None), b"abc"));
+        // A wrong header is not rescued by the query.
+        assert!(!authorized(&req("/g?token=abc", Some("Bearer nope")), b"abc"));
+    }
+
+    #[test]
+    fn head_end_and_lines() {
+        assert_eq!(find_end(b"GET / HTTP/1.1\r\n\r\nxx"), Some(14));
+        assert_eq!(count_lines(b"a\r\nb\r\n"), 2);
+        assert_eq!(percent_decode("a%2Fb+c%zz"), b"a/b c%zz");
+    }
+}

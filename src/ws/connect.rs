@@ -1,0 +1,148 @@
+//! The client side: `ws://` URL, token as a Bearer header, tungstenite's
+//! client handshake over the split stream (bytes read past the 101 answer
+//! stay with the reader).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::{header, HeaderValue, Uri};
+
+use super::stream::{ws_config, Out, WsReader, WsStream, WsWriter};
+use crate::client::{connect_tcp, Client, ClientBuilder};
+use crate::command::Spec;
+use crate::error::Error;
+use crate::tcp::tune;
+
+/// The environment variable the client reads its token from when none is
+/// given.
+pub const TOKEN_ENV: &str = "FRAMERPC_TOKEN";
+
+impl ClientBuilder {
+    /// Connects over WebSocket to `url` (`ws://host:port/path`; the path
+    /// selects the server's namespace). The token set with
+    /// [`ClientBuilder::token`], else the `FRAMERPC_TOKEN` environment
+    /// variable, goes in an `Authorization: Bearer` header. A refused
+    /// upgrade is [`Error::Handshake`] naming the HTTP status (never the
+    /// token). [`ClientBuilder::connect_timeout`] bounds connect and
+    /// handshake together.
+    pub fn connect_ws(self, url: &str) -> Result<Client, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Error::Config(format!("bad WebSocket URL: {e}").into()))?;
+        match uri.scheme_str() {
+            Some("ws") => {}
+            Some("wss") => return Err(Error::Config("wss:// (TLS) is not supported; use ws://".into())),
+            _ => return Err(Error::Config("a WebSocket URL starts with ws://".into())),
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| Error::Config("WebSocket URL without a host".into()))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = uri.port_u16().unwrap_or(80);
+        let deadline = Instant::now() + self.connect_timeout;
+        let stream = connect_tcp((host.as_str(), port), self.connect_timeout)?;
+        tune(&stream, &self.limits)?;
+        let peer = stream.peer_addr().ok();
+
+        let mut request = uri
+            .into_client_request()
+            .map_err(|e| Error::Config(format!("bad WebSocket URL: {e}").into()))?;
+        let token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var(TOKEN_ENV).ok().map(String::into_bytes));
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            let mut value = b"Bearer ".to_vec();
+            value.extend_from_slice(&token);
+            let value = HeaderValue::from_bytes(&value)
+                .map_err(|_| Error::Config("the token has bytes not allowed in an HTTP header".into()))?;
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+
+        let out = Out::shared(stream.try_clone()?, true);
+        let st = WsStream::new(stream.try_clone()?, Arc::clone(&out), Vec::new(), true);
+        let mut round = tungstenite::client::client_with_config(request, st, Some(ws_config(&self.limits)));
+        let mut socket = loop {
+            match round {
+                Ok((socket, _response)) => break socket,
+                Err(HandshakeError::Interrupted(mid)) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Handshake(
+                            format!("no WebSocket upgrade answer within {:?}", self.connect_timeout).into(),
+                        ));
+                    }
+                    round = mid.handshake();
+                }
+                Err(HandshakeError::Failure(e)) => return Err(handshake_error(e)),
+            }
+        };
+        socket.get_mut().serve(Vec::new());
+        let reader = WsReader::new(socket, self.limits.max_frame_len);
+        Ok(self.start(peer, Box::new(WsWriter::new(out, peer)), Box::new(reader)))
+    }
+
+    /// Connects over WebSocket, then checks the server's command table
+    /// against `specs` (see [`Client::check`]).
+    pub fn connect_ws_checked(self, url: &str, specs: &[&dyn Spec]) -> Result<Client, Error> {
+        let client = self.connect_ws(url)?;
+        client.check(specs)?;
+        Ok(client)
+    }
+}
+
+/// Describes a failed upgrade without echoing the request (it may hold the
+/// token in its query).
+fn handshake_error(e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Io(io) => Error::Io(io),
+        tungstenite::Error::Http(resp) => {
+            let status = resp.status();
+            let why = match status.as_u16() {
+                401 => "missing or wrong token (pass one, or set FRAMERPC_TOKEN)",
+                404 => "the server has no namespace at this path",
+                431 => "request headers too large",
+                _ => "the server refused the upgrade",
+            };
+            Error::Handshake(format!("HTTP {}: {why}", status.as_u16()).into())
+        }
+        tungstenite::Error::Protocol(p) => Error::Handshake(format!("bad upgrade answer: {p}").into()),
+        other => Error::Handshake(format!("WebSocket handshake failed: {}", kind_of(&other)).into()),
+    }
+}
+
+fn kind_of(e: &tungstenite::Error) -> &'static str {
+    match e {
+        tungstenite::Error::Url(_) => "bad URL",
+        tungstenite::Error::HttpFormat(_) => "bad HTTP",
+        tungstenite::Error::Capacity(_) => "answer too large",
+        _ => "unexpected error",
+    }
+}
+
+impl Client {
+    /// Connects over WebSocket with default settings; `token` `None` reads
+    /// `FRAMERPC_TOKEN` from the environment (see
+    /// [`ClientBuilder::connect_ws`]).
+    ///
+    /// ```no_run
+    /// let client = framerpc::Client::connect_ws("ws://127.0.0.1:9000/greet", None)?;
+    /// # Ok::<(), framerpc::Error>(())
+    /// ```
+    pub fn connect_ws(url: &str, token: Option<&str>) -> Result<Self, Error> {
+        let mut b = ClientBuilder::default();
+        if let Some(t) = token {
+            b = b.token(t);
+        }
+        b.connect_ws(url)
+    }
+
+    /// [`Client::connect_ws`], then a check of `specs` against the server's
+    /// command table.
+    pub fn connect_ws_checked(url: &str, token: Option<&str>, specs: &[&dyn Spec]) -> Result<Self, Error> {
+        let client = Self::connect_ws(url, token)?;
+        client.check(specs)?;
+        Ok(client)
+    }
+}

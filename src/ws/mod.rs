@@ -1,0 +1,198 @@
+//! WebSocket transport (feature `ws`): routers mounted on paths, a token
+//! checked at the upgrade, and the same frames inside binary messages.
+//!
+//! ```
+//! use framerpc::codec::U32;
+//! use framerpc::{Client, Command, Router, Server, WsConfig};
+//! const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
+//!
+//! let router = Router::new().handle(&ADD, |(a, b)| Ok(a.wrapping_add(b)));
+//! let server = Server::builder()
+//!     .ws(WsConfig::new().mount("/calc", router))
+//!     .bind("127.0.0.1:0", Router::new())?;
+//! // No token was configured, so the server generated one.
+//! let token = server.token().expect("generated").to_owned();
+//! let client = Client::connect_ws(&server.ws_url("/calc"), Some(&token))?;
+//! assert_eq!(client.call(&ADD, &(2, 3))?, 5);
+//! # Ok::<(), framerpc::Error>(())
+//! ```
+//!
+//! Wire contract: one binary message carries exactly one whole frame,
+//! header included, and the header's `len` is the message length minus 12.
+//! A text message closes the connection with 1003, a bad frame or `len`
+//! with 1002, a message over the limit with 1009. WebSocket pings are the
+//! heartbeat; any byte received counts as life.
+
+mod accept;
+mod connect;
+pub use connect::TOKEN_ENV;
+mod stream;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::router::Router;
+use crate::server::{Server, ServerBuilder};
+
+pub(crate) use accept::{serve_if_upgrade, Sniffed};
+
+/// Where and how a server accepts WebSocket upgrades; pass it to
+/// [`ServerBuilder::ws`]. Every setter states its default.
+///
+/// Each mounted path is a namespace with its own [`Router`]; one router may
+/// be mounted on several paths (pass clones of an `Arc<Router>`). An
+/// unknown path gets HTTP 404.
+#[derive(Clone)]
+#[must_use]
+pub struct WsConfig {
+    pub(crate) mounts: HashMap<String, Arc<Router>>,
+    pub(crate) open: bool,
+    /// Whether raw TCP frames are also served on the same port.
+    pub(crate) raw_tcp: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_header_lines: usize,
+}
+
+impl fmt::Debug for WsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut paths: Vec<&str> = self.mounts.keys().map(String::as_str).collect();
+        paths.sort_unstable();
+        f.debug_struct("WsConfig")
+            .field("paths", &paths)
+            .field("open", &self.open)
+            .field("raw_tcp", &self.raw_tcp)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_header_lines", &self.max_header_lines)
+            .finish()
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            mounts: HashMap::new(),
+            open: false,
+            raw_tcp: true,
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_header_lines: 100,
+        }
+    }
+}
+
+impl WsConfig {
+    /// No paths yet, a token required, raw TCP served on the same port.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `router` at `path` (e.g. `"/greet"`; a missing leading `/` is
+    /// added). Mounting again on the same path replaces the router.
+    pub fn mount(mut self, path: &str, router: impl Into<Arc<Router>>) -> Self {
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        self.mounts.insert(path, router.into());
+        self
+    }
+
+    /// Accepts upgrades without a token, unless one is set with
+    /// [`ServerBuilder::token`] (default: a token is required, and one is
+    /// generated when none is set).
+    pub fn open(mut self) -> Self {
+        self.open = true;
+        self
+    }
+
+    /// Whether connections that do not start with `GET ` are served as raw
+    /// TCP frames on the same port (default true).
+    pub fn raw_tcp(mut self, yes: bool) -> Self {
+        self.raw_tcp = yes;
+        self
+    }
+
+    /// The whole HTTP upgrade must arrive within this time from its first
+    /// byte, or the connection is dropped (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Largest HTTP head accepted, in bytes; more gets HTTP 431 (default
+    /// 16 KiB).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes.max(256);
+        self
+    }
+
+    /// Most header lines accepted; more gets HTTP 431 (default 100).
+    pub fn max_header_lines(mut self, lines: usize) -> Self {
+        self.max_header_lines = lines.max(8);
+        self
+    }
+}
+
+/// A fresh random token: 32 bytes from the OS-seeded CSPRNG, hex encoded.
+pub(crate) fn generate_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let mut s = String::with_capacity(64);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl ServerBuilder {
+    /// Also accepts WebSocket upgrades on the same port, for the paths in
+    /// `config` (the router passed to `bind` serves raw TCP).
+    ///
+    /// Unless `config` is [`open`](WsConfig::open) or a token is set with
+    /// [`ServerBuilder::token`], a random token is generated here (32 bytes,
+    /// hex): read it with [`Server::token`] and hand it to clients. The
+    /// token guards raw TCP on the same port too (the `auth` frame). The
+    /// library never logs it.
+    pub fn ws(mut self, config: WsConfig) -> Self {
+        if !config.open && self.token.is_none() {
+            self.token = Some(generate_token().into_bytes().into());
+        }
+        self.ws = Some(config);
+        self
+    }
+}
+
+impl Server {
+    /// `ws://ADDR/path` for this server (the address as bound).
+    pub fn ws_url(&self, path: &str) -> String {
+        let sep = if path.starts_with('/') { "" } else { "/" };
+        format!("ws://{}{sep}{path}", self.local_addr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_64_hex_chars_and_differ() {
+        let a = generate_token();
+        let b = generate_token();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn mount_adds_leading_slash() {
+        let c = WsConfig::new().mount("greet", Router::new());
+        assert!(c.mounts.contains_key("/greet"));
+    }
+}
