@@ -29,12 +29,14 @@ from .errors import (
     Unauthorized,
     UnknownCommand,
 )
+from .dynamic import Proxy, is_proxy, materialize
 from .schema import compile_schema, decode, encode
 from .transport import ConnectError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Proxy", "is_proxy", "materialize",
     "connect", "Client", "CommandInfo", "Status", "compile_schema", "encode", "decode",
     "decode_list", "encode_list", "FramerpcError", "RemoteError", "UnknownCommand", "BadPayload",
     "HandlerError", "Panic", "Busy", "Unauthorized", "TooLarge", "ShuttingDown", "RemoteTimeout",

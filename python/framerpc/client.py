@@ -339,6 +339,29 @@ class Client:
         c = self._command(command)
         self.notify_raw(c.info.id, c.encode_args(args))
 
+    # -- remote objects (dynamic layer) -------------------------------------------
+    @property
+    def session(self):
+        """The dynamic-layer session of this connection (created on first use)."""
+        if self._dynamic is None:
+            from .dynamic import Session
+            with self._cmd_lock:
+                if self._dynamic is None:
+                    self._dynamic = Session(self)
+        return self._dynamic
+
+    def root(self, name: str):
+        """A proxy for the server's registered root ``name``. Sends nothing."""
+        return self.session.root(name)
+
+    def sync(self, timeout: float | None = None) -> None:
+        """Waits until the server has run every remote call sent so far (one round trip)."""
+        self.session.request(None, timeout)
+
+    def flush_releases(self) -> None:
+        """Sends queued handle releases now (they otherwise ride on the next request)."""
+        self.session.flush_releases()
+
     # -- reader -------------------------------------------------------------------
     def _read_loop(self) -> None:
         t = self._t
@@ -423,9 +446,6 @@ class Client:
             self._t.close_reader()
         for w in pending.values():
             w.lock.release()  # frame None: Disconnected
-        d = self._dynamic
-        if d is not None:
-            d._on_disconnect(self._close_reason)
 
 
 def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, connect_timeout: float = 10.0,
