@@ -41,12 +41,8 @@ mod client;
 pub mod codec;
 mod command;
 mod conn;
-#[cfg(feature = "msgpack")]
-pub mod dynamic;
 mod error;
 pub mod frame;
-#[cfg(feature = "ndarray")]
-pub mod ndarray;
 mod peer;
 mod router;
 mod server;
