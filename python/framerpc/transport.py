@@ -163,6 +163,8 @@ class WsTransport:
         params = inspect.signature(ws_connect).parameters
         if "proxy" in params:
             kwargs["proxy"] = None
+        if "legacy" in params:  # websockets >= 16: return the connection directly, no warning
+            kwargs["legacy"] = True
         if "max_queue" in params:
             kwargs["max_queue"] = 64
         try:
