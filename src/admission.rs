@@ -169,9 +169,10 @@ impl Admission {
             let timed_out = self.changed.wait_until(&mut s, deadline).timed_out();
             if abandoned() || (timed_out && Instant::now() >= deadline) {
                 let position = s.queue.iter().position(|t| *t == ticket);
+                let refusal = self.refusal(&s, position, Some(max_wait));
                 s.queue.retain(|t| *t != ticket);
                 self.changed.notify_all();
-                return Err(self.refusal(&s, position, Some(max_wait)));
+                return Err(refusal);
             }
         }
     }

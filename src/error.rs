@@ -406,7 +406,8 @@ mod tests {
 
     #[test]
     fn error_stays_small() {
-        assert!(std::mem::size_of::<Error>() <= 32);
+        // Timeout carries a Duration (16 bytes) beside the boxed name.
+        assert!(std::mem::size_of::<Error>() <= 40);
     }
 
     #[test]

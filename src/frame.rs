@@ -208,9 +208,14 @@ pub struct FrameReader<R> {
     max_frame_len: u32,
     /// Bytes received in total, for liveness checks.
     received: u64,
+    /// A large frame being received (header included), grown as it arrives.
+    big: Option<Vec<u8>>,
 }
 
 const READ_CHUNK: usize = 8 * 1024;
+/// Frames larger than this are read into a buffer of their own, which
+/// grows at most 4x the bytes already received and is never zero-filled.
+const BIG_FRAME: usize = 256 * 1024;
 
 impl<R: Read> FrameReader<R> {
     /// A reader that refuses payloads over `max_frame_len`.
@@ -221,6 +226,7 @@ impl<R: Read> FrameReader<R> {
             filled: 0,
             max_frame_len,
             received: 0,
+            big: None,
         }
     }
 
@@ -245,12 +251,18 @@ impl<R: Read> FrameReader<R> {
     /// The header of the frame being read, once its 12 bytes are in
     /// (used to answer TOO_LARGE with the right id and cmd).
     pub fn pending_header(&self) -> Option<[u8; HEADER_LEN]> {
+        if let Some(big) = &self.big {
+            return Some(head(big));
+        }
         (self.filled >= HEADER_LEN).then(|| head(&self.buf))
     }
 
     /// Reads the next frame. `Ok(None)` is a clean end of stream between
     /// frames; an end inside a frame is [`ProtocolError::TruncatedFrame`].
     pub fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
+        if self.big.is_some() {
+            return self.read_big();
+        }
         loop {
             let mut need = HEADER_LEN;
             if self.filled >= HEADER_LEN {
@@ -269,6 +281,15 @@ impl<R: Read> FrameReader<R> {
                     self.filled -= need;
                     let payload = frame.split_off(HEADER_LEN).freeze();
                     return Ok(Some(Frame { header, payload }));
+                }
+                if need > BIG_FRAME {
+                    // Everything buffered belongs to this frame.
+                    let mut v = Vec::with_capacity(self.filled.max(BIG_FRAME).min(need));
+                    v.extend_from_slice(&self.buf[..self.filled]);
+                    self.buf.clear();
+                    self.filled = 0;
+                    self.big = Some(v);
+                    return self.read_big();
                 }
             }
             if self.filled == self.buf.len() {
@@ -298,6 +319,44 @@ impl<R: Read> FrameReader<R> {
             self.filled += n;
             self.received += n as u64;
         }
+    }
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Continues a large frame: reads straight into its own buffer (the
+    /// stream fills uninitialized capacity, so nothing is zeroed), growing
+    /// it at most 4x what has arrived, then hands it out without a copy.
+    fn read_big(&mut self) -> Result<Option<Frame>, Error> {
+        let mut v = self.big.take().expect("a big frame in progress");
+        let header = Header::parse(&head(&v))?;
+        let need = HEADER_LEN + header.len as usize; // checked against the limit already
+        while v.len() < need {
+            if v.len() == v.capacity() {
+                v.reserve_exact((v.len() * 3).min(need - v.len()));
+            }
+            // Never read past this frame: the next one belongs to `buf`.
+            let room = (v.capacity() - v.len()).min(need - v.len()) as u64;
+            let before = v.len();
+            let r = (&mut self.inner).take(room).read_to_end(&mut v);
+            self.received += (v.len() - before) as u64;
+            match r {
+                Ok(_) if v.len() == before => {
+                    return Err(ProtocolError::TruncatedFrame {
+                        needed: need as u64,
+                        got: before as u64,
+                    }
+                    .into());
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.big = Some(v);
+                    return Err(e.into());
+                }
+            }
+        }
+        let payload = Bytes::from(v).split_off(HEADER_LEN);
+        Ok(Some(Frame { header, payload }))
     }
 }
 
@@ -397,7 +456,10 @@ mod tests {
         let mut r = FrameReader::new(&hdr[..], 64 << 20);
         match r.read_frame() {
             Err(Error::TooLarge { len, max, side }) => {
-                assert_eq!((len, max, side), (u64::from(u32::MAX), 64 << 20, Side::Local))
+                assert_eq!(
+                    (len, max, side),
+                    (u64::from(u32::MAX), 64 << 20, Side::Local)
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -409,7 +471,10 @@ mod tests {
         let mut r = FrameReader::new(&CALL_ADD[..15], 1 << 20);
         assert!(matches!(
             r.read_frame(),
-            Err(Error::Protocol(ProtocolError::TruncatedFrame { needed: 20, got: 15 }))
+            Err(Error::Protocol(ProtocolError::TruncatedFrame {
+                needed: 20,
+                got: 15
+            }))
         ));
     }
 
@@ -439,7 +504,60 @@ mod tests {
         buf.put_slice(b"12345");
         assert!(matches!(
             finish_frame(&mut buf, &limits),
-            Err(Error::TooLarge { len: 5, max: 4, side: Side::Local })
+            Err(Error::TooLarge {
+                len: 5,
+                max: 4,
+                side: Side::Local
+            })
+        ));
+    }
+
+    /// Yields up to 100 KiB per read and a timeout between reads.
+    struct Stutter<'a> {
+        data: &'a [u8],
+        tick: bool,
+    }
+    impl Read for Stutter<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.tick = !self.tick;
+            if self.tick {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = out.len().min(self.data.len()).min(100 * 1024);
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn large_frame_resumes_after_read_timeouts() {
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        let mut bytes = encode_frame(Kind::Reply, 1, 2, &payload);
+        bytes.extend_from_slice(&encode_frame(Kind::Reply, 1, 3, b"next"));
+        let mut r = FrameReader::new(Stutter { data: &bytes, tick: false }, 4 << 20);
+        let mut frames = Vec::new();
+        for _ in 0..1000 {
+            match r.read_frame() {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].payload == payload);
+        assert_eq!(&frames[1].payload[..], b"next");
+        assert_eq!(r.received(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn large_frame_truncated_by_eof() {
+        let bytes = encode_frame(Kind::Reply, 1, 2, &vec![0u8; 500_000]);
+        let mut r = FrameReader::new(&bytes[..400_000], 1 << 20);
+        assert!(matches!(
+            r.read_frame(),
+            Err(Error::Protocol(ProtocolError::TruncatedFrame { needed: 500_012, .. }))
         ));
     }
 
