@@ -87,7 +87,7 @@ class _Command:
             if self.arity == 0:
                 if args and args != (None,):
                     raise EncodeError(f"takes no arguments, got {len(args)}")
-                return b""
+                return bytearray(12)
             if self.arity > 0:
                 if len(args) != self.arity:
                     if len(args) == 1 and isinstance(args[0], (list, tuple)) and len(args[0]) == self.arity:
@@ -99,7 +99,7 @@ class _Command:
                 if len(args) != 1:
                     raise EncodeError(f"takes 1 argument, got {len(args)}")
                 value = args[0]
-            out = bytearray()
+            out = bytearray(12)  # the frame header goes here (see _start_frame)
             req.enc(value, out)
             return out
         except EncodeError as e:
@@ -234,6 +234,30 @@ class Client:
             raise
         return cid, w
 
+    def _start_frame(self, cmd: int, buf: bytearray, kind: int = fr.CALL) -> tuple[int, _Waiter]:
+        """Sends a CALL whose payload is already in ``buf`` after 12 placeholder bytes."""
+        n = len(buf) - fr.HEADER_LEN
+        if n > self.max_frame_len:
+            raise FrameTooLarge(n, self.max_frame_len)
+        if kind != fr.CALL:
+            _HDR.pack_into(buf, 0, n, kind, 0, cmd, 0)
+            self._send(buf)
+            return 0, None
+        cid = self._next_id()
+        _HDR.pack_into(buf, 0, n, fr.CALL, 0, cmd, cid)
+        w = _Waiter(cmd)
+        with self._plock:
+            if self._closed:
+                raise Disconnected(self._close_reason or "connection closed")
+            self._pending[cid] = w
+        try:
+            self._send(buf)
+        except BaseException:
+            with self._plock:
+                self._pending.pop(cid, None)
+            raise
+        return cid, w
+
     def _finish(self, cid: int, w: _Waiter, timeout: float | None, name: str) -> bytes:
         """Waits for a started call's answer; REPLY payload or raises."""
         t = self.timeout if timeout is None else timeout
@@ -326,8 +350,7 @@ class Client:
         ``unit`` takes none, any other schema exactly one.
         """
         c = self._command(command)
-        payload = c.encode_args(args)
-        cid, w = self._start(c.info.id, payload)
+        cid, w = self._start_frame(c.info.id, c.encode_args(args))
         reply = self._finish(cid, w, timeout, c.info.name)
         try:
             return c.resp.decode(reply)
@@ -337,7 +360,7 @@ class Client:
     def notify(self, command: str | int, *args) -> None:
         """Sends a typed NOTIFY (one-way)."""
         c = self._command(command)
-        self.notify_raw(c.info.id, c.encode_args(args))
+        self._start_frame(c.info.id, c.encode_args(args), fr.NOTIFY)
 
     # -- remote objects (dynamic layer) -------------------------------------------
     @property

@@ -488,3 +488,132 @@ def encode(schema: str, value) -> bytes:
 def decode(schema: str, data):
     """Decodes a whole payload with the codec ``schema`` names."""
     return compile_schema(schema).decode(data)
+
+
+# -- the ndarray binary codec (schema ``ndarray`` or ``ndarray<float32>`` ...) --
+#
+#   0  u8  dtype code: 0 bool, 1 i8, 2 u8, 3 i16, 4 u16, 5 i32, 6 u32, 7 i64, 8 u64, 9 f32, 10 f64
+#   1  u8  ndim (0..=32)
+#   2  u8  pad: zero bytes before the data (0..=7)
+#   3  u8  0 (reserved)
+#   4  8*ndim shape, u64 little-endian each; then pad zero bytes; then the data, C order, little-endian
+#
+# The encoder picks pad so the data starts 8-byte aligned relative to the start
+# of the buffer being written. The client writes payloads after the 12-byte
+# frame header in the same buffer, so its pad matches the Rust encoder's.
+
+ND_DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
+_ND_CODE = {n: i for i, n in enumerate(ND_DTYPES)}
+_ND_NUMPY = ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8"]
+_ND_SIZE = [1, 1, 1, 2, 2, 4, 4, 8, 8, 4, 8]
+_ND_STRUCT = ["?", "b", "B", "h", "H", "i", "I", "q", "Q", "f", "d"]
+ND_MAX_DIMS = 32
+_U64 = struct.Struct("<Q")
+
+
+class NdArray(Codec):
+    min_len = 4
+
+    def __init__(self, dtype: str | None):
+        self.dtype = dtype
+        self.schema = "ndarray" if dtype is None else f"ndarray<{dtype}>"
+
+    def _as_array(self, v):
+        if _np is None:
+            raise EncodeError(f"{self.schema} needs numpy to encode")
+        if isinstance(v, _np.ndarray):
+            a = v
+        elif isinstance(v, (list, tuple)) or isinstance(v, _np.generic):
+            a = _np.asarray(v, dtype=self.dtype)
+        else:
+            raise EncodeError(f"expected a numpy array for {self.schema}, got {_kind(v)}")
+        name = a.dtype.name
+        if name not in _ND_CODE:
+            raise EncodeError(f"dtype {a.dtype} cannot cross as {self.schema}")
+        if self.dtype is not None and name != self.dtype:
+            raise EncodeError(f"expected an array of {self.dtype} for {self.schema}, got {name}")
+        if a.ndim > ND_MAX_DIMS:
+            raise EncodeError(f"{a.ndim} dimensions is over {ND_MAX_DIMS}")
+        return a
+
+    def enc(self, v, out):
+        a = self._as_array(v)
+        code = _ND_CODE[a.dtype.name]
+        pad = (8 - (len(out) + 4 + 8 * a.ndim) % 8) % 8
+        out += bytes((code, a.ndim, pad, 0))
+        for d in a.shape:
+            out += _U64.pack(d)
+        out += bytes(pad)
+        a = _np.ascontiguousarray(a, dtype=_np.dtype(_ND_NUMPY[code]))
+        out += memoryview(a).cast("B") if a.size else b""
+
+    def dec(self, mv, pos):
+        _need(mv, pos, 4, "ndarray header")
+        code, ndim, pad, zero = mv[pos], mv[pos + 1], mv[pos + 2], mv[pos + 3]
+        pos += 4
+        if code >= len(ND_DTYPES):
+            raise DecodeError(f"unknown ndarray dtype code {code}")
+        if ndim > ND_MAX_DIMS or pad > 7 or zero != 0:
+            raise DecodeError("ndarray header: ndim > 32, pad > 7 or reserved byte set")
+        if self.dtype is not None and ND_DTYPES[code] != self.dtype:
+            raise DecodeError(f"ndarray of {ND_DTYPES[code]} where {self.schema} was expected")
+        _need(mv, pos, 8 * ndim, "ndarray shape")
+        shape = [_U64.unpack_from(mv, pos + 8 * i)[0] for i in range(ndim)]
+        pos += 8 * ndim
+        _need(mv, pos, pad, "ndarray padding")
+        if any(mv[pos:pos + pad]):
+            raise DecodeError("ndarray padding is not zero")
+        pos += pad
+        n = 1
+        for d in shape:
+            n *= d
+        size = n * _ND_SIZE[code]
+        _need(mv, pos, size, f"ndarray data of shape {shape}")
+        data = mv[pos:pos + size]
+        if code == 0 and any(b > 1 for b in bytes(data)):
+            raise DecodeError("ndarray bool byte is neither 0 nor 1")
+        if _np is not None:
+            a = _np.frombuffer(data, dtype=_np.dtype(_ND_NUMPY[code])).reshape(shape)
+        else:
+            flat = list(struct.unpack(f"<{n}{_ND_STRUCT[code]}", data))
+            a = _nest(flat, shape)
+        return a, pos + size
+
+    def from_json(self, j):
+        if _np is None:
+            raise EncodeError(f"{self.schema} needs numpy")
+        return _np.asarray(j, dtype=self.dtype)
+
+    def to_json(self, v):
+        if _np is not None and isinstance(v, _np.ndarray):
+            return v.tolist()
+        return v
+
+
+def _nest(flat, shape):
+    if not shape:
+        return flat[0]
+
+    def build(dims, start):
+        if len(dims) == 1:
+            return flat[start:start + dims[0]]
+        step = 1
+        for d in dims[1:]:
+            step *= d
+        return [build(dims[1:], start + i * step) for i in range(dims[0])]
+
+    return build(list(shape), 0)
+
+
+def _parse_ndarray(p: "_Parser") -> Codec:
+    if p.peek() == "<":
+        p.i += 1
+        name = p.ident()
+        if name not in _ND_CODE:
+            p.err(f"unknown ndarray dtype {name!r} (one of {', '.join(ND_DTYPES)})")
+        p.expect(">")
+        return NdArray(name)
+    return NdArray(None)
+
+
+EXTENSIONS["ndarray"] = _parse_ndarray

@@ -58,6 +58,10 @@ class ExampleServer:
                 self.stop()
                 raise RuntimeError(f"{name} exited early after printing {self.lines!r}")
             self.lines.append(line)
+            if line.startswith("listening on ") and any(w.startswith("listening on ") for w in wanted) \
+                    and not any(line.startswith(w) for w in wanted):
+                self.stop()
+                raise RuntimeError(f"{name} printed {line!r}, expected {wanted!r} (stale binary?)")
             wanted = [w for w in wanted if not line.startswith(w)]
 
     def _pump(self):

@@ -25,7 +25,12 @@ def _has_ws_flag():
 def ws():
     if not _has_ws_flag():
         pytest.skip("examples/greet_server.rs has no --ws yet")
-    s = ExampleServer("greet_server", ["127.0.0.1:0", "--ws"], expect=("listening on ws://", "token: "))
+    try:
+        s = ExampleServer("greet_server", ["--ws", "127.0.0.1:0"], expect=("listening on ws://", "token: "))
+    except RuntimeError as e:
+        if "exited early" in str(e):  # built without the ws feature: it says so on stderr and exits 2
+            pytest.skip("greet_server was built without the `ws` feature (cargo build --examples --all-features)")
+        raise
     yield s.value("listening on "), s.value("token: ")
     s.stop()
 
@@ -107,3 +112,13 @@ def test_cli_over_ws(ws):
                        cwd=PYROOT, capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == "hello ws"
+
+
+def test_raw_tcp_on_the_same_port_needs_the_token(ws):
+    url, token = ws
+    hostport = url[len("ws://"):].split("/", 1)[0]
+    with framerpc.connect(hostport, token=token, timeout=5) as c:
+        assert c.call("hello", "tcp") == "hello tcp"
+    with pytest.raises((framerpc.Unauthorized, framerpc.Disconnected)):
+        with framerpc.connect(hostport, token="wrong", timeout=5) as c:
+            c.call("hello", "x")
