@@ -15,7 +15,8 @@ use crate::error::{Error, ErrorCode, HandlerError};
 use crate::frame::Header;
 use crate::peer::Peer;
 
-type Handler = Arc<dyn Fn(&Ctx<'_>, Bytes, &mut BytesMut) -> Result<(), HandlerError> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(&Ctx<'_>, Bytes, &mut BytesMut) -> Result<(), HandlerError> + Send + Sync>;
 
 struct Entry {
     info: CommandInfo,
@@ -38,6 +39,7 @@ struct Entry {
 pub struct Router {
     entries: BTreeMap<u16, Entry>,
     concurrency: usize,
+    on_disconnect: Vec<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl fmt::Debug for Router {
@@ -54,6 +56,22 @@ impl Router {
         Self {
             entries: BTreeMap::new(),
             concurrency: 1,
+            on_disconnect: Vec::new(),
+        }
+    }
+
+    /// Adds a hook that runs with the connection's id ([`Ctx::conn_id`])
+    /// once a connection has ended and its last handler has returned: the
+    /// place to free per-connection state.
+    #[must_use]
+    pub fn on_disconnect(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_disconnect.push(Arc::new(hook));
+        self
+    }
+
+    pub(crate) fn disconnected(&self, conn_id: u64) {
+        for hook in &self.on_disconnect {
+            hook(conn_id);
         }
     }
 
@@ -107,19 +125,23 @@ impl Router {
 
     /// Adds an untyped handler: it gets the request payload and appends the
     /// reply payload to `out`. The schemas are what `list` reports.
-    pub fn try_handle_raw(
-        mut self,
-        info: CommandInfo,
-        handler: Handler,
-    ) -> Result<Self, Error> {
+    pub fn try_handle_raw(mut self, info: CommandInfo, handler: Handler) -> Result<Self, Error> {
         if let Some(e) = self.entries.get(&info.id) {
             return Err(Error::Config(
-                format!("command id {} is registered twice ({:?} and {:?})", info.id, e.info.name, info.name).into(),
+                format!(
+                    "command id {} is registered twice ({:?} and {:?})",
+                    info.id, e.info.name, info.name
+                )
+                .into(),
             ));
         }
         if let Some(e) = self.entries.values().find(|e| e.info.name == info.name) {
             return Err(Error::Config(
-                format!("command name {:?} is registered twice (ids {} and {})", info.name, e.info.id, info.id).into(),
+                format!(
+                    "command name {:?} is registered twice (ids {} and {})",
+                    info.name, e.info.id, info.id
+                )
+                .into(),
             ));
         }
         self.entries.insert(info.id, Entry { info, handler });
