@@ -29,11 +29,16 @@ CONVENTIONS = {
         "JSON numbers for integers (u64/i64 extremes are exact JSON integers); floats as JSON numbers, "
         "except the strings \"nan\", \"inf\", \"-inf\"; a bytes value is a hex string, optionally followed "
         "by \" (hex)\" (so \"00ff10 (hex)\" and \"(hex)\" for empty); vec and tuple as JSON arrays; "
-        "option as null or the value; unit as null; ndarray see the ndarray section"
+        "option as null or the value; unit as null"
     ),
     "errors": "ERROR frames: payload is u16 code then the UTF-8 message; fields as frames plus code and message",
     "builtin_replies": "frames of the library commands; value is the decoded payload where it has structure",
     "codec_edges": "same fields as codecs: codec (a schema string), value, hex",
+    "ndarray": ("layout msgpack-numpy (a map with bin keys nd, type, kind, shape, data; type is a str dtype), "
+                "msgpack-numpy scalar ({nd: false, type, data}), __ndarray__ (decode only), or binary frame "
+                "(a whole frame whose payload is the ndarray codec; the pad aligns the data to 8 bytes from "
+                "the frame start); value is the array as nested lists"),
+    "dynamic": "frames on command 0xFF10; msgpack is the payload as JSON (ext values only in hex)",
 }
 
 
@@ -150,6 +155,74 @@ def codec_edges():
     return c
 
 
+def ndarray_section():
+    """msgpack-numpy 0.4.8 maps (bin keys nd/type/kind/shape/data; type a str), and the binary codec."""
+    import msgpack
+    import numpy as np
+    from framerpc import ndarray as nd
+
+    out = []
+
+    def arr(name, a):
+        out.append({"name": name, "layout": "msgpack-numpy", "dtype": a.dtype.str, "shape": list(a.shape),
+                    "value": a.tolist(), "hex": msgpack.packb(nd.encode_array(a), use_bin_type=True).hex()})
+
+    arr("2x2 float32 [[1,2],[3,4]]", np.array([[1, 2], [3, 4]], dtype="<f4"))
+    arr("1-d int64 [-1, 0, 2**40]", np.array([-1, 0, 2**40], dtype="<i8"))
+    arr("2x3 uint8", np.arange(6, dtype="|u1").reshape(2, 3))
+    arr("bool [true, false]", np.array([True, False]))
+    arr("empty float64 of shape [0, 3]", np.zeros((0, 3), dtype="<f8"))
+    arr("0-d float32 array 7.0", np.array(7.0, dtype="<f4"))
+    for name, x in [("scalar float64 1.5", np.float64(1.5)), ("scalar int32 -7", np.int32(-7))]:
+        out.append({"name": name, "layout": "msgpack-numpy scalar", "dtype": x.dtype.str, "shape": None,
+                    "value": x.item(), "hex": msgpack.packb(nd.encode_scalar(x), use_bin_type=True).hex()})
+    a = np.array([1.5, -2.0], dtype="<f4")
+    out.append({"name": "robotics dialect {__ndarray__, data, dtype, shape} (decode only)",
+                "layout": "__ndarray__", "dtype": "<f4", "shape": [2], "value": a.tolist(),
+                "hex": msgpack.packb({"__ndarray__": True, "data": a.tobytes(), "dtype": "<f4", "shape": [2]},
+                                     use_bin_type=True).hex()})
+    # the binary codec inside a whole frame (its pad aligns the data to 8 bytes from the frame start)
+    c = framerpc.compile_schema("ndarray<float32>")
+    buf = bytearray(12)
+    c.enc(np.array([[1, 2], [3, 4]], dtype="<f4"), buf)
+    struct.pack_into("<IBBHI", buf, 0, len(buf) - 12, 1, 0, 20, 5)
+    out.append({"name": "CALL cmd 20 id 5 with ndarray<float32> [[1,2],[3,4]] (binary codec, pad 0)",
+                "layout": "binary frame", "schema": "ndarray<float32>", "dtype": "float32", "shape": [2, 2],
+                "value": [[1.0, 2.0], [3.0, 4.0]], "kind": 1, "cmd": 20, "id": 5, "hex": bytes(buf).hex()})
+    buf = bytearray(12)
+    c = framerpc.compile_schema("(u32,ndarray)")
+    c.enc((7, np.array([1, 2, 3], dtype="<i4")), buf)
+    struct.pack_into("<IBBHI", buf, 0, len(buf) - 12, 1, 0, 21, 6)
+    pad = buf[12 + 4 + 2]
+    out.append({"name": f"CALL cmd 21 id 6 with (u32,ndarray) (7, int32 [1,2,3]) (binary codec, pad {pad})",
+                "layout": "binary frame", "schema": "(u32,ndarray)", "dtype": "int32", "shape": [3],
+                "value": [7, [1, 2, 3]], "kind": 1, "cmd": 21, "id": 6, "hex": bytes(buf).hex()})
+    return out
+
+
+def dynamic_section():
+    """The dynamic layer on command 0xFF10: msgpack [releases, calls, fetch]."""
+    import msgpack
+
+    def f(name, kind, cid, value, **extra):
+        d = frame(name, kind, 0xFF10, cid, msgpack.packb(value, use_bin_type=True), **extra)
+        d["msgpack"] = value
+        return d
+
+    pow_call = [1, 1, ["math", [0, "pow"]], [3, 2], {}]
+    return [
+        f("CALL math.pow(3, 2) into slot 1 and fetch slot 1, in one request", 1, 1, [[], [pow_call], [1]]),
+        f("REPLY 9", 2, 1, 9),
+        f("NOTIFY (as clients pipeline) sim.make('pendulum') into slot 1", 4, 0,
+          [[], [[1, 1, ["sim", [0, "make"]], ["pendulum"], {}]], None]),
+        f("NOTIFY <slot 1>.step(0.5) into slot 2, releasing handle 7 first", 4, 0,
+          [[7], [[1, 2, [1, [0, "step"]], [0.5], {}]], None]),
+        f("CALL fetch <slot 2>[1] (partial materialize)", 1, 2, [[], [], [2, [1, 1]]]),
+        frame("REPLY an object as a handle: ext type 2, u64 big-endian 4294967296", 2, 0xFF10, 3,
+              msgpack.packb(msgpack.ExtType(2, struct.pack(">Q", 1 << 32)))),
+    ]
+
+
 def main():
     with open(SRC, encoding="utf-8") as f:
         shared = json.load(f)
@@ -158,13 +231,8 @@ def main():
     out["errors"] = errors()
     out["builtin_replies"] = builtin_replies()
     out["codec_edges"] = codec_edges()
-    # keep sections added by later layers (ndarray, dynamic) if the file has them
-    if os.path.exists(OUT):
-        with open(OUT, encoding="utf-8") as f:
-            old = json.load(f)
-        for k in ("ndarray", "dynamic"):
-            if k in old and k not in out:
-                out[k] = old[k]
+    out["ndarray"] = ndarray_section()
+    out["dynamic"] = dynamic_section()
     extra = os.environ.get("FRAMERPC_VECTOR_EXTRA")
     if extra:
         for k, v in json.loads(extra).items():
