@@ -24,9 +24,12 @@ const ECHO: Command<Bytes, Bytes> = Command::new(13, "echo", &BYTES, &BYTES);
 fn router() -> Router {
     greet::router()
         .handle(&DIVIDE, |(a, b)| {
-            a.checked_div(b).ok_or_else(|| HandlerError::with_code(1001, "division by zero"))
+            a.checked_div(b)
+                .ok_or_else(|| HandlerError::with_code(1001, "division by zero"))
         })
-        .handle(&EXPLODE, |n| -> Result<u32, HandlerError> { panic!("boom {n}") })
+        .handle(&EXPLODE, |n| -> Result<u32, HandlerError> {
+            panic!("boom {n}")
+        })
         .handle_with(&SLOW, |ctx, ms| {
             let deadline = Instant::now() + Duration::from_millis(ms);
             while Instant::now() < deadline {
@@ -50,7 +53,8 @@ fn ws_typed_calls() {
     assert_eq!(c.call(&ADD_2_WORDS, &(u32::MAX, 1)).unwrap(), 0);
     c.call(&FUNC_NO_ARGS, &()).unwrap();
     assert_eq!(&c.ping(b"abc").unwrap()[..], b"abc");
-    c.check(&[&HELLO, &GOODBYE, &ADD_2_WORDS, &FUNC_NO_ARGS, &DIVIDE]).unwrap();
+    c.check(&[&HELLO, &GOODBYE, &ADD_2_WORDS, &FUNC_NO_ARGS, &DIVIDE])
+        .unwrap();
     let names: Vec<String> = c.list().unwrap().into_iter().map(|i| i.name).collect();
     assert!(names.contains(&"hello".to_string()), "{names:?}");
 }
@@ -106,7 +110,9 @@ fn ws_handler_errors_and_panics_keep_the_connection() {
 fn ws_timeout_poisons_nothing() {
     let s = serve_ws("/greet", router());
     let c = s.client("/greet");
-    let e = c.call_timeout(&SLOW, &3_000, Duration::from_millis(50)).unwrap_err();
+    let e = c
+        .call_timeout(&SLOW, &3_000, Duration::from_millis(50))
+        .unwrap_err();
     match &e {
         Error::Timeout { command, .. } => assert_eq!(&**command, "slow"),
         other => panic!("{other}"),
@@ -121,7 +127,10 @@ fn ws_timeout_poisons_nothing() {
 fn ws_big_messages_go_in_fragments_both_ways() {
     let s = serve_ws("/greet", router());
     let c = s.client("/greet");
-    let big: Bytes = (0..5 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let big: Bytes = (0..5 * 1024 * 1024 + 7)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
     let back = c.call(&ECHO, &big).unwrap();
     assert_eq!(back, big);
     // And a small call right after, on the same connection.
@@ -148,7 +157,10 @@ fn ws_namespaces_share_one_router_and_keep_their_own() {
     let shared = Arc::new(greet::router());
     let b = greet::router().handle(&ONLY_B, |x| Ok(x * 2));
     let server = Server::builder()
-        .ws(WsConfig::new().mount("/server_a", Arc::clone(&shared)).mount("/also_a", shared).mount("/server_b", b))
+        .ws(WsConfig::new()
+            .mount("/server_a", Arc::clone(&shared))
+            .mount("/also_a", shared)
+            .mount("/server_b", b))
         .bind("127.0.0.1:0", Router::new())
         .unwrap();
     let s = WsServer(Some(server));
@@ -166,9 +178,17 @@ fn ws_namespaces_share_one_router_and_keep_their_own() {
 fn ws_and_raw_tcp_share_one_port_and_one_token() {
     let s = serve_ws_with(Server::builder(), WsConfig::new().mount("/greet", router()));
     // Raw TCP on the same port: the bind router (empty here) and the token.
-    let raw = Client::builder().timeout(T).token(s.token()).connect(s.addr()).unwrap();
+    let raw = Client::builder()
+        .timeout(T)
+        .token(s.token())
+        .connect(s.addr())
+        .unwrap();
     assert_eq!(&raw.ping(b"hi").unwrap()[..], b"hi");
-    let e = Client::builder().timeout(T).token("wrong").connect(s.addr()).unwrap_err();
+    let e = Client::builder()
+        .timeout(T)
+        .token("wrong")
+        .connect(s.addr())
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UNAUTHORIZED), "{e}");
     let ws = s.client("/greet");
     assert_eq!(ws.call(&ADD_2_WORDS, &(1, 2)).unwrap(), 3);
@@ -176,8 +196,14 @@ fn ws_and_raw_tcp_share_one_port_and_one_token() {
 
 #[test]
 fn ws_raw_tcp_can_be_turned_off() {
-    let s = serve_ws_with(Server::builder(), WsConfig::new().mount("/greet", router()).raw_tcp(false));
-    let raw = Client::builder().timeout(T).token(s.token()).connect(s.addr());
+    let s = serve_ws_with(
+        Server::builder(),
+        WsConfig::new().mount("/greet", router()).raw_tcp(false),
+    );
+    let raw = Client::builder()
+        .timeout(T)
+        .token(s.token())
+        .connect(s.addr());
     match raw {
         Err(_) => {}
         Ok(c) => assert!(c.ping(b"x").is_err()),
@@ -188,7 +214,9 @@ fn ws_raw_tcp_can_be_turned_off() {
 #[test]
 fn ws_admission_counts_websocket_users() {
     let s = serve_ws_with(
-        Server::builder().max_users(1).when_full(framerpc::WhenFull::Refuse),
+        Server::builder()
+            .max_users(1)
+            .when_full(framerpc::WhenFull::Refuse),
         WsConfig::new().mount("/greet", router()),
     );
     let a = s.client("/greet");
@@ -201,8 +229,14 @@ fn ws_admission_counts_websocket_users() {
 
 #[test]
 fn ws_pings_keep_an_idle_connection_alive_and_a_closed_one_fails_fast() {
-    let hb = Limits::default().heartbeat(Some((Duration::from_millis(100), Duration::from_millis(400))));
-    let s = serve_ws_with(Server::builder().limits(hb), WsConfig::new().mount("/greet", router()));
+    let hb = Limits::default().heartbeat(Some((
+        Duration::from_millis(100),
+        Duration::from_millis(400),
+    )));
+    let s = serve_ws_with(
+        Server::builder().limits(hb),
+        WsConfig::new().mount("/greet", router()),
+    );
     let c = Client::builder()
         .timeout(T)
         .limits(hb)
@@ -235,8 +269,14 @@ fn ws_client_reads_the_token_from_the_environment() {
 
 #[test]
 fn ws_open_server_needs_no_token() {
-    let s = serve_ws_with(Server::builder(), WsConfig::new().mount("/greet", router()).open());
+    let s = serve_ws_with(
+        Server::builder(),
+        WsConfig::new().mount("/greet", router()).open(),
+    );
     assert!(s.server().token().is_none());
-    let c = Client::builder().timeout(T).connect_ws(&s.url("/greet")).unwrap();
+    let c = Client::builder()
+        .timeout(T)
+        .connect_ws(&s.url("/greet"))
+        .unwrap();
     assert_eq!(c.call(&ADD_2_WORDS, &(2, 2)).unwrap(), 4);
 }

@@ -36,7 +36,12 @@ fn is_tick(e: &io::Error) -> bool {
 /// `GET ` is a WebSocket upgrade and is served here until it ends. A raw
 /// frame cannot start that way under the default size limit (its `len`
 /// would be 0x20544547, over 500 MiB).
-pub(crate) fn serve_if_upgrade(shared: &Arc<Shared>, ws: &WsConfig, id: u64, stream: &TcpStream) -> Sniffed {
+pub(crate) fn serve_if_upgrade(
+    shared: &Arc<Shared>,
+    ws: &WsConfig,
+    id: u64,
+    stream: &TcpStream,
+) -> Sniffed {
     let limits = shared.config.limits;
     let tick = limits.tick();
     // Before the first byte the peer is an idle connection (a raw client
@@ -55,7 +60,8 @@ pub(crate) fn serve_if_upgrade(shared: &Arc<Shared>, ws: &WsConfig, id: u64, str
         match deadline {
             Some(d) if now >= d => break,
             Some(d) => {
-                let _ = stream.set_read_timeout(Some((d - now).min(tick).max(Duration::from_millis(1))));
+                let _ = stream
+                    .set_read_timeout(Some((d - now).min(tick).max(Duration::from_millis(1))));
             }
             None if idle_deadline.is_some_and(|d| now >= d) => return Sniffed::Handled,
             None => {}
@@ -89,16 +95,32 @@ pub(crate) fn serve_if_upgrade(shared: &Arc<Shared>, ws: &WsConfig, id: u64, str
         let _ = stream.set_read_timeout(Some(tick));
         let peer = stream.peer_addr().ok();
         let reader = WsReader::new(ws_socket, limits.max_frame_len);
-        run_conn(shared, id, Box::new(WsWriter::new(conn_stream, peer)), Box::new(reader), services);
+        run_conn(
+            shared,
+            id,
+            Box::new(WsWriter::new(conn_stream, peer)),
+            Box::new(reader),
+            services,
+        );
     }
     Sniffed::Handled
 }
 
-type Accepted = (super::stream::SharedOut, Services, tungstenite::WebSocket<WsStream>);
+type Accepted = (
+    super::stream::SharedOut,
+    Services,
+    tungstenite::WebSocket<WsStream>,
+);
 
 /// Reads the HTTP head (already started with `GET `) and runs tungstenite's
 /// handshake on it; answers 4xx itself when it refuses.
-fn handshake(shared: &Arc<Shared>, ws: &WsConfig, stream: &TcpStream, deadline: Instant) -> Option<Accepted> {
+#[allow(clippy::result_large_err)] // the callback's type is tungstenite's
+fn handshake(
+    shared: &Arc<Shared>,
+    ws: &WsConfig,
+    stream: &TcpStream,
+    deadline: Instant,
+) -> Option<Accepted> {
     let head = match read_head(shared, ws, stream, deadline) {
         Ok(h) => h,
         Err(Some(status)) => {
@@ -116,7 +138,10 @@ fn handshake(shared: &Arc<Shared>, ws: &WsConfig, stream: &TcpStream, deadline: 
     let token = shared.services.token.clone();
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let Some(router) = ws.mounts.get(req.uri().path()) else {
-            return Err(error_response(StatusCode::NOT_FOUND, "not found: no namespace at this path\n"));
+            return Err(error_response(
+                StatusCode::NOT_FOUND,
+                "not found: no namespace at this path\n",
+            ));
         };
         if let Some(token) = &token {
             if !authorized(req, token) {
@@ -131,19 +156,27 @@ fn handshake(shared: &Arc<Shared>, ws: &WsConfig, stream: &TcpStream, deadline: 
     };
     // The head is complete in memory: the handshake reads no socket, and
     // writes its answer under the write timeout.
-    let socket = match tungstenite::accept_hdr_with_config(st, callback, Some(ws_config(&shared.config.limits))) {
+    let socket = match tungstenite::accept_hdr_with_config(
+        st,
+        callback,
+        Some(ws_config(&shared.config.limits)),
+    ) {
         Ok(mut socket) => {
             socket.get_mut().serve(tail);
             socket
         }
         Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => {
             // 401 or 404 was written.
-            let _ = stream.shutdown(Shutdown::Write);
+            linger(stream);
             return None;
         }
         Err(_) => {
             // Not a WebSocket upgrade (or a malformed one): nothing written.
-            respond(stream, StatusCode::BAD_REQUEST, "bad request: expected a WebSocket upgrade\n");
+            respond(
+                stream,
+                StatusCode::BAD_REQUEST,
+                "bad request: expected a WebSocket upgrade\n",
+            );
             return None;
         }
     };
@@ -189,7 +222,9 @@ fn read_head(
         if now >= deadline || shared.is_stopping() {
             return Err(None);
         }
-        let _ = stream.set_read_timeout(Some((deadline - now).min(tick).max(Duration::from_millis(1))));
+        let _ = stream.set_read_timeout(Some(
+            (deadline - now).min(tick).max(Duration::from_millis(1)),
+        ));
         match s.read(&mut chunk) {
             Ok(0) => return Err(None),
             Ok(k) => buf.extend_from_slice(&chunk[..k]),
@@ -211,11 +246,23 @@ fn error_response(status: StatusCode, body: &str) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(body.to_owned()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
-    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(body.len()));
-    h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    h.insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from(body.len()),
+    );
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     if status == StatusCode::UNAUTHORIZED {
-        h.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
     }
     r
 }
@@ -230,7 +277,25 @@ fn respond(stream: &TcpStream, status: StatusCode, body: &str) {
     );
     let mut s = stream;
     let _ = s.write_all(text.as_bytes());
+    linger(stream);
+}
+
+/// Half-closes, then reads and discards what the peer still sends (up to
+/// 1 s), so the answer is not lost to a TCP reset.
+fn linger(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    let mut s = stream;
+    while Instant::now() < deadline {
+        match s.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if is_tick(&e) => {}
+            Err(_) => break,
+        }
+    }
 }
 
 /// The token from `Authorization: Bearer` first, else the `token` query
@@ -252,8 +317,14 @@ fn authorized(req: &Request, token: &[u8]) -> bool {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end.max(start)]
 }
 
@@ -318,7 +389,10 @@ mod tests {
         assert!(!authorized(&req("/g?token=ab", None), b"abc"));
         assert!(!authorized(&req("/g", None), b"abc"));
         // A wrong header is not rescued by the query.
-        assert!(!authorized(&req("/g?token=abc", Some("Bearer nope")), b"abc"));
+        assert!(!authorized(
+            &req("/g?token=abc", Some("Bearer nope")),
+            b"abc"
+        ));
     }
 
     #[test]

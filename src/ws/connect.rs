@@ -33,13 +33,20 @@ impl ClientBuilder {
             .map_err(|e| Error::Config(format!("bad WebSocket URL: {e}").into()))?;
         match uri.scheme_str() {
             Some("ws") => {}
-            Some("wss") => return Err(Error::Config("wss:// (TLS) is not supported; use ws://".into())),
+            Some("wss") => {
+                return Err(Error::Config(
+                    "wss:// (TLS) is not supported; use ws://".into(),
+                ))
+            }
             _ => return Err(Error::Config("a WebSocket URL starts with ws://".into())),
         }
         let host = uri
             .host()
             .ok_or_else(|| Error::Config("WebSocket URL without a host".into()))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(80);
         let deadline = Instant::now() + self.connect_timeout;
         let stream = connect_tcp((host.as_str(), port), self.connect_timeout)?;
@@ -56,21 +63,27 @@ impl ClientBuilder {
         if let Some(token) = token.filter(|t| !t.is_empty()) {
             let mut value = b"Bearer ".to_vec();
             value.extend_from_slice(&token);
-            let value = HeaderValue::from_bytes(&value)
-                .map_err(|_| Error::Config("the token has bytes not allowed in an HTTP header".into()))?;
+            let value = HeaderValue::from_bytes(&value).map_err(|_| {
+                Error::Config("the token has bytes not allowed in an HTTP header".into())
+            })?;
             request.headers_mut().insert(header::AUTHORIZATION, value);
         }
 
         let out = Out::shared(stream.try_clone()?, true);
         let st = WsStream::new(stream.try_clone()?, Arc::clone(&out), Vec::new(), true);
-        let mut round = tungstenite::client::client_with_config(request, st, Some(ws_config(&self.limits)));
+        let mut round =
+            tungstenite::client::client_with_config(request, st, Some(ws_config(&self.limits)));
         let mut socket = loop {
             match round {
                 Ok((socket, _response)) => break socket,
                 Err(HandshakeError::Interrupted(mid)) => {
                     if Instant::now() >= deadline {
                         return Err(Error::Handshake(
-                            format!("no WebSocket upgrade answer within {:?}", self.connect_timeout).into(),
+                            format!(
+                                "no WebSocket upgrade answer within {:?}",
+                                self.connect_timeout
+                            )
+                            .into(),
                         ));
                     }
                     round = mid.handshake();
@@ -107,8 +120,12 @@ fn handshake_error(e: tungstenite::Error) -> Error {
             };
             Error::Handshake(format!("HTTP {}: {why}", status.as_u16()).into())
         }
-        tungstenite::Error::Protocol(p) => Error::Handshake(format!("bad upgrade answer: {p}").into()),
-        other => Error::Handshake(format!("WebSocket handshake failed: {}", kind_of(&other)).into()),
+        tungstenite::Error::Protocol(p) => {
+            Error::Handshake(format!("bad upgrade answer: {p}").into())
+        }
+        other => {
+            Error::Handshake(format!("WebSocket handshake failed: {}", kind_of(&other)).into())
+        }
     }
 }
 
@@ -140,7 +157,11 @@ impl Client {
 
     /// [`Client::connect_ws`], then a check of `specs` against the server's
     /// command table.
-    pub fn connect_ws_checked(url: &str, token: Option<&str>, specs: &[&dyn Spec]) -> Result<Self, Error> {
+    pub fn connect_ws_checked(
+        url: &str,
+        token: Option<&str>,
+        specs: &[&dyn Spec],
+    ) -> Result<Self, Error> {
         let client = Self::connect_ws(url, token)?;
         client.check(specs)?;
         Ok(client)

@@ -87,7 +87,10 @@ impl Out {
 
     fn check_open(&self) -> io::Result<()> {
         if self.closing {
-            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "websocket is closing"));
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "websocket is closing",
+            ));
         }
         Ok(())
     }
@@ -168,7 +171,9 @@ fn write_two(s: &mut TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {
 
 /// XORs `buf` with the 4-byte WebSocket mask, eight bytes at a time.
 pub(crate) fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
-    let m = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
+    let m = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
     let mut chunks = buf.chunks_exact_mut(8);
     for c in &mut chunks {
         let v = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ m;
@@ -197,7 +202,12 @@ pub(crate) struct WsStream {
 }
 
 impl WsStream {
-    pub(crate) fn new(read: TcpStream, out: SharedOut, prefix: Vec<u8>, socket_reads: bool) -> Self {
+    pub(crate) fn new(
+        read: TcpStream,
+        out: SharedOut,
+        prefix: Vec<u8>,
+        socket_reads: bool,
+    ) -> Self {
         Self {
             prefix,
             pos: 0,
@@ -253,8 +263,16 @@ impl Write for WsStream {
             Ok(()) => Ok(buf.len()),
             // A timed-out write may have left half a frame: fatal, and not
             // a `WouldBlock` that tungstenite would retry.
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                Err(io::Error::new(io::ErrorKind::BrokenPipe, "websocket write timed out"))
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "websocket write timed out",
+                ))
             }
             Err(e) => Err(e),
         }
@@ -313,7 +331,9 @@ impl FrameWrite for WsWriter {
         let mut out = self.out.lock();
         if !out.closing {
             // Best effort, and brief: the peer may be gone.
-            let _ = out.stream.set_write_timeout(Some(Duration::from_millis(200)));
+            let _ = out
+                .stream
+                .set_write_timeout(Some(Duration::from_millis(200)));
             let _ = out.send_close(close::NORMAL, "closing");
         }
         out.closing = true;
@@ -363,7 +383,13 @@ impl WsReader {
             match read.read(&mut sink) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(_) => break,
             }
         }
@@ -438,7 +464,8 @@ impl WsReader {
             }
             other => {
                 let reason = format!("websocket protocol error: {other}");
-                let err = Error::Protocol(ProtocolError::Unexpected("websocket protocol violation"));
+                let err =
+                    Error::Protocol(ProtocolError::Unexpected("websocket protocol violation"));
                 Err(self.fail(close::PROTOCOL, &reason, err))
             }
         }
@@ -487,7 +514,11 @@ mod tests {
             let data: Vec<u8> = (0..n as u8).collect();
             let mut fast = data.clone();
             apply_mask(&mut fast, mask);
-            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
             assert_eq!(fast, slow);
         }
     }

@@ -52,7 +52,12 @@ pub fn serve_ws(path: &str, router: Router) -> WsServer {
 }
 
 pub fn serve_ws_with(builder: ServerBuilder, config: WsConfig) -> WsServer {
-    WsServer(Some(builder.ws(config).bind("127.0.0.1:0", Router::new()).unwrap()))
+    WsServer(Some(
+        builder
+            .ws(config)
+            .bind("127.0.0.1:0", Router::new())
+            .unwrap(),
+    ))
 }
 
 /// A TCP socket with 5 s timeouts.
@@ -72,13 +77,17 @@ pub fn tung(
 ) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
     let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
     if let Some(t) = token {
-        req.headers_mut()
-            .insert("Authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+        req.headers_mut().insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
     }
     match tungstenite::client(req, tcp(addr)) {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
-        Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("blocking handshake interrupted"),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            panic!("blocking handshake interrupted")
+        }
     }
 }
 
