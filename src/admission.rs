@@ -144,6 +144,23 @@ impl Admission {
         Ok(self.admit(&mut s, ticket, peer))
     }
 
+    /// Joins the FIFO queue now; [`Admission::wait`] later waits for the
+    /// turn. Taking the ticket at accept time makes arrival order the
+    /// admission order, whatever the threads do next.
+    pub fn enter(self: &Arc<Self>, peer: Option<SocketAddr>) -> Ticket {
+        let mut s = self.state.lock();
+        let id = s.next_ticket;
+        s.next_ticket += 1;
+        s.queue.push_back(id);
+        Ticket {
+            admission: Arc::clone(self),
+            id,
+            peer,
+            entered: Instant::now(),
+            done: false,
+        }
+    }
+
     /// Waits in the FIFO queue for up to `max_wait`, giving up early when
     /// `abandoned()` turns true (the connection went away; call
     /// [`Admission::wake_all`] to make waiters look).
@@ -153,27 +170,37 @@ impl Admission {
         max_wait: Duration,
         abandoned: &dyn Fn() -> bool,
     ) -> Result<Permit, Refusal> {
-        let deadline = Instant::now() + max_wait;
+        self.wait(self.enter(peer), max_wait, abandoned)
+    }
+
+    /// Waits for `ticket`'s turn, up to `max_wait` from when it was taken.
+    pub fn wait(
+        self: &Arc<Self>,
+        mut ticket: Ticket,
+        max_wait: Duration,
+        abandoned: &dyn Fn() -> bool,
+    ) -> Result<Permit, Refusal> {
+        let deadline = ticket.entered + max_wait;
         let mut s = self.state.lock();
-        let ticket = s.next_ticket;
-        s.next_ticket += 1;
-        s.queue.push_back(ticket);
         loop {
-            if s.queue.front() == Some(&ticket) && !self.full(&s) {
+            if s.queue.front() == Some(&ticket.id) && !self.full(&s) {
                 s.queue.pop_front();
-                let permit = self.admit(&mut s, ticket, peer);
+                ticket.done = true;
+                let permit = self.admit(&mut s, ticket.id, ticket.peer);
                 // The next in line may also fit (max > 1).
                 self.changed.notify_all();
                 return Ok(permit);
             }
-            let timed_out = self.changed.wait_until(&mut s, deadline).timed_out();
-            if abandoned() || (timed_out && Instant::now() >= deadline) {
-                let position = s.queue.iter().position(|t| *t == ticket);
-                let refusal = self.refusal(&s, position, Some(max_wait));
-                s.queue.retain(|t| *t != ticket);
+            let gone = abandoned();
+            if gone || Instant::now() >= deadline {
+                let position = s.queue.iter().position(|t| *t == ticket.id);
+                let refusal = self.refusal(&s, position, (!gone).then_some(max_wait));
+                s.queue.retain(|t| *t != ticket.id);
+                ticket.done = true;
                 self.changed.notify_all();
                 return Err(refusal);
             }
+            self.changed.wait_until(&mut s, deadline);
         }
     }
 
@@ -242,6 +269,32 @@ impl Admission {
         }
         let _s = self.state.lock();
         self.changed.notify_all();
+    }
+}
+
+/// A place in the admission queue, taken when a connection arrives.
+/// Dropping it unused leaves the queue.
+pub struct Ticket {
+    admission: Arc<Admission>,
+    id: u64,
+    peer: Option<SocketAddr>,
+    entered: Instant,
+    done: bool,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut s = self.admission.state.lock();
+            s.queue.retain(|t| *t != self.id);
+            self.admission.changed.notify_all();
+        }
     }
 }
 

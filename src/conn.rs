@@ -160,6 +160,8 @@ pub(crate) struct Conn {
     authorized: AtomicBool,
     pub shutting_down: AtomicBool,
     closed: AtomicBool,
+    /// The admission queue place taken when the connection arrived.
+    pub ticket: Mutex<Option<crate::admission::Ticket>>,
 }
 
 thread_local! {
@@ -199,6 +201,7 @@ impl Conn {
             authorized: AtomicBool::new(authorized),
             shutting_down: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            ticket: Mutex::new(None),
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 
-use crate::admission::{Admission, Released, Status, WhenFull};
+use crate::admission::{Admission, Released, Status, Ticket, WhenFull};
 use crate::conn::{run_reader, Conn, FrameRead, FrameWrite, Services, DEFAULT_GRACE};
 use crate::error::Error;
 use crate::frame::{FrameReader, Limits};
@@ -158,6 +158,7 @@ impl ServerBuilder {
 struct Live {
     conn: Option<Arc<Conn>>,
     done: Receiver<()>,
+    ticket: Option<Ticket>,
 }
 
 pub(crate) struct Shared {
@@ -349,13 +350,14 @@ impl Shared {
         clean
     }
 
-    fn register(&self, id: u64, done: Receiver<()>) {
-        self.conns.lock().insert(id, Live { conn: None, done });
+    fn register(&self, id: u64, done: Receiver<()>, ticket: Option<Ticket>) {
+        self.conns.lock().insert(id, Live { conn: None, done, ticket });
     }
 
     fn attach(&self, id: u64, conn: &Arc<Conn>) {
         if let Some(l) = self.conns.lock().get_mut(&id) {
             l.conn = Some(Arc::clone(conn));
+            *conn.ticket.lock() = l.ticket.take();
         }
         if self.stop.load(Ordering::Acquire) {
             conn.shutting_down.store(true, Ordering::Relaxed);
@@ -380,7 +382,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         }
         let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = bounded::<()>(0);
-        shared.register(id, done_rx);
+        // The queue place is taken here, in arrival order.
+        let ticket = shared.services.admission.as_ref().and_then(|a| {
+            matches!(a.policy(), WhenFull::Queue { .. }).then(|| a.enter(stream.peer_addr().ok()))
+        });
+        shared.register(id, done_rx, ticket);
         let s = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name(format!("framerpc-conn-{id}"))

@@ -22,7 +22,8 @@ pub(crate) fn run_handlers(conn: Arc<Conn>, router: Arc<Router>) {
     let admission = conn.services.admission.clone();
     if let Some(adm) = &admission {
         if let WhenFull::Queue { max_wait } = adm.policy() {
-            match adm.acquire(conn.peer, max_wait, &|| conn.is_closed()) {
+            let ticket = conn.ticket.lock().take().unwrap_or_else(|| adm.enter(conn.peer));
+            match adm.wait(ticket, max_wait, &|| conn.is_closed()) {
                 Ok(p) => permit = Some(p),
                 Err(refusal) => {
                     // Answer what is queued, then let the connection go.
@@ -84,7 +85,12 @@ fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesM
         return;
     }
     if conn.shutting_down.load(Ordering::Relaxed) {
-        refuse(conn, &inc, ErrorCode::SHUTTING_DOWN, "server is shutting down");
+        refuse(
+            conn,
+            &inc,
+            ErrorCode::SHUTTING_DOWN,
+            "server is shutting down",
+        );
         return;
     }
     if conn.is_closed() {

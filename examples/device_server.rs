@@ -1,0 +1,90 @@
+//! A simulated device (a motor and a camera) behind an exclusive-access
+//! server: one user at a time, the others wait in a FIFO queue, and the
+//! motor is stopped every time a user leaves, whatever the reason.
+//!
+//! ```text
+//! cargo run --example device_server -- 127.0.0.1:7879 [--max-users N] [--refuse] [--wait SECS]
+//! ```
+//! Prints `listening on ADDR` once it accepts connections.
+
+#[path = "common/device.rs"]
+mod device;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use device::{CAPTURE, FRAMES, MOVE_TO, POSITION, STOP};
+use framerpc::{HandlerError, Router, Server, WhenFull};
+use parking_lot::Mutex;
+
+#[derive(Default)]
+struct Motor {
+    position: f64,
+    moving: bool,
+}
+
+fn main() -> Result<(), framerpc::Error> {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:7879".into());
+    let (mut max_users, mut policy) = (1, WhenFull::Queue { max_wait: Duration::from_secs(60) });
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--max-users" => max_users = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
+            "--refuse" => policy = WhenFull::Refuse,
+            "--wait" => {
+                let secs = args.next().and_then(|v| v.parse().ok()).unwrap_or(60.0);
+                policy = WhenFull::Queue { max_wait: Duration::from_secs_f64(secs) };
+            }
+            other => eprintln!("ignoring unknown argument {other:?}"),
+        }
+    }
+
+    let motor = Arc::new(Mutex::new(Motor::default()));
+    let frames = Arc::new(AtomicU64::new(0));
+    let (m1, m2, m3, m4) = (motor.clone(), motor.clone(), motor.clone(), motor.clone());
+    let f1 = frames.clone();
+    let router = Router::new()
+        .handle(&MOVE_TO, move |target| {
+            if !(-1000.0..=1000.0).contains(&target) {
+                return Err(HandlerError::with_code(1001, format!("{target} mm is outside the travel of -1000..1000 mm")));
+            }
+            m1.lock().moving = true;
+            // The motor takes a moment to get there.
+            std::thread::sleep(Duration::from_millis(20));
+            let mut m = m1.lock();
+            m.position = target;
+            m.moving = false;
+            Ok(m.position)
+        })
+        .handle(&POSITION, move |()| Ok(m2.lock().position))
+        .handle(&CAPTURE, move |(w, h)| {
+            let n = f1.fetch_add(1, Ordering::Relaxed);
+            let pos = m3.lock().position;
+            let img: Vec<u8> = (0..usize::from(w) * usize::from(h)).map(|i| (i as u64 + n + pos as u64) as u8).collect();
+            Ok(bytes::Bytes::from(img))
+        })
+        .handle(&STOP, move |()| {
+            m4.lock().moving = false;
+            Ok(())
+        })
+        .handle(&FRAMES, move |()| Ok(frames.load(Ordering::Relaxed)));
+
+    let server = Server::builder()
+        .max_users(max_users)
+        .when_full(policy)
+        .on_release(move |r| {
+            motor.lock().moving = false;
+            let who = r.peer.map_or_else(|| "?".into(), |p| p.to_string());
+            println!("released by {who} after {:.1}s: motor stopped", r.held_for.as_secs_f64());
+        })
+        .bind(addr.as_str(), router)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {}", server.local_addr())?;
+    out.flush()?;
+    drop(out);
+    loop {
+        std::thread::park();
+    }
+}
