@@ -187,7 +187,7 @@ impl Value {
     /// Decodes one value that uses every byte, nesting at most `max_depth`
     /// arrays and maps deep.
     pub fn decode_with_depth(mut src: Bytes, max_depth: usize) -> Result<Value, DecodeError> {
-        let v = read_value(&mut src, max_depth, max_depth)?;
+        let v = read_value(&mut src, max_depth)?;
         if !src.is_empty() {
             return Err(DecodeError::TrailingBytes(src.len()));
         }
@@ -195,8 +195,12 @@ impl Value {
     }
 }
 
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// Shows nested arrays and maps only this deep (labels in error messages
+/// stay short, and formatting never recurses far).
+const SHOW_DEPTH: usize = 3;
+
+impl Value {
+    fn show(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         match self {
             Self::Nil => f.write_str("nil"),
             Self::Bool(b) => write!(f, "{b}"),
@@ -204,15 +208,18 @@ impl fmt::Display for Value {
             Self::UInt(u) => write!(f, "{u}"),
             Self::F32(x) => write!(f, "{x}"),
             Self::F64(x) => write!(f, "{x}"),
+            Self::Str(s) if s.len() > 64 => write!(f, "<str of {} bytes>", s.len()),
             Self::Str(s) => write!(f, "{s:?}"),
             Self::Bin(b) => write!(f, "<{} bytes>", b.len()),
+            Self::Array(a) if depth >= SHOW_DEPTH || a.len() > 8 => write!(f, "[<{} items>]", a.len()),
+            Self::Map(m) if depth >= SHOW_DEPTH || m.len() > 8 => write!(f, "{{<{} entries>}}", m.len()),
             Self::Array(a) => {
                 f.write_str("[")?;
                 for (i, v) in a.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(f, "{v}")?;
+                    v.show(f, depth + 1)?;
                 }
                 f.write_str("]")
             }
@@ -222,13 +229,23 @@ impl fmt::Display for Value {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(f, "{k}: {v}")?;
+                    k.show(f, depth + 1)?;
+                    f.write_str(": ")?;
+                    v.show(f, depth + 1)?;
                 }
                 f.write_str("}")
             }
             Self::Ext(t, d) => write!(f, "<ext {t}, {} bytes>", d.len()),
             Self::Proxy(p) => write!(f, "<proxy {}>", p.label()),
         }
+    }
+}
+
+/// A short rendering: long strings, big and deep containers are
+/// summarized.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.show(f, 0)
     }
 }
 
@@ -405,31 +422,81 @@ fn read_ext(src: &mut Bytes, n: u64) -> Result<Value, DecodeError> {
     Ok(Value::Ext(t, take(src, n)?))
 }
 
-fn read_array(src: &mut Bytes, n: u64, depth: usize, max: usize) -> Result<Value, DecodeError> {
-    let depth = depth.checked_sub(1).ok_or(DecodeError::TooDeep(max))?;
-    check_count(src, n, 1)?;
-    let mut out = Vec::with_capacity((n as usize).min(4096));
-    for _ in 0..n {
-        out.push(read_value(src, depth, max)?);
-    }
-    Ok(Value::Array(out))
+/// A container being filled by the decoder.
+enum Open {
+    Array(Vec<Value>, u64),
+    Map(Vec<(Value, Value)>, Option<Value>, u64),
 }
 
-fn read_map(src: &mut Bytes, n: u64, depth: usize, max: usize) -> Result<Value, DecodeError> {
-    let depth = depth.checked_sub(1).ok_or(DecodeError::TooDeep(max))?;
-    check_count(src, n, 2)?;
-    let mut out = Vec::with_capacity((n as usize).min(2048));
-    for _ in 0..n {
-        let k = read_value(src, depth, max)?;
-        let v = read_value(src, depth, max)?;
-        out.push((k, v));
-    }
-    Ok(Value::Map(out))
+/// What one marker starts: a finished value or a container of `n` items.
+enum Start {
+    Done(Value),
+    Array(u64),
+    Map(u64),
 }
 
-fn read_value(src: &mut Bytes, depth: usize, max: usize) -> Result<Value, DecodeError> {
+/// Decodes iteratively with an explicit stack, so neither the depth limit
+/// nor the thread's stack size bounds the other: a handler thread with a
+/// small stack decodes 128 levels in debug builds too.
+fn read_value(src: &mut Bytes, max: usize) -> Result<Value, DecodeError> {
+    let mut stack: Vec<Open> = Vec::new();
+    loop {
+        let mut v = match read_start(src)? {
+            Start::Done(v) => v,
+            Start::Array(_) | Start::Map(_) if stack.len() >= max => {
+                return Err(DecodeError::TooDeep(max));
+            }
+            Start::Array(n) => {
+                check_count(src, n, 1)?;
+                if n > 0 {
+                    stack.push(Open::Array(Vec::with_capacity((n as usize).min(4096)), n));
+                    continue;
+                }
+                Value::Array(Vec::new())
+            }
+            Start::Map(n) => {
+                check_count(src, n, 2)?;
+                if n > 0 {
+                    stack.push(Open::Map(Vec::with_capacity((n as usize).min(2048)), None, n));
+                    continue;
+                }
+                Value::Map(Vec::new())
+            }
+        };
+        // Attach `v` to the innermost open container; close full ones.
+        loop {
+            match stack.last_mut() {
+                None => return Ok(v),
+                Some(Open::Array(items, left)) => {
+                    items.push(v);
+                    *left -= 1;
+                    if *left > 0 {
+                        break;
+                    }
+                    let Some(Open::Array(items, _)) = stack.pop() else { unreachable!() };
+                    v = Value::Array(items);
+                }
+                Some(Open::Map(pairs, key, left)) => {
+                    let Some(k) = key.take() else {
+                        *key = Some(v);
+                        break;
+                    };
+                    pairs.push((k, v));
+                    *left -= 1;
+                    if *left > 0 {
+                        break;
+                    }
+                    let Some(Open::Map(pairs, ..)) = stack.pop() else { unreachable!() };
+                    v = Value::Map(pairs);
+                }
+            }
+        }
+    }
+}
+
+fn read_start(src: &mut Bytes) -> Result<Start, DecodeError> {
     let m = read_u8(src)?;
-    Ok(match Marker::from_u8(m) {
+    Ok(Start::Done(match Marker::from_u8(m) {
         Marker::FixPos(v) => Value::Int(i64::from(v)),
         Marker::FixNeg(v) => Value::Int(i64::from(v)),
         Marker::Null => Value::Nil,
@@ -473,24 +540,12 @@ fn read_value(src: &mut Bytes, depth: usize, max: usize) -> Result<Value, Decode
             let n = read_u32(src)?;
             Value::Bin(take(src, u64::from(n))?)
         }
-        Marker::FixArray(n) => read_array(src, u64::from(n), depth, max)?,
-        Marker::Array16 => {
-            let n = read_u16(src)?;
-            read_array(src, u64::from(n), depth, max)?
-        }
-        Marker::Array32 => {
-            let n = read_u32(src)?;
-            read_array(src, u64::from(n), depth, max)?
-        }
-        Marker::FixMap(n) => read_map(src, u64::from(n), depth, max)?,
-        Marker::Map16 => {
-            let n = read_u16(src)?;
-            read_map(src, u64::from(n), depth, max)?
-        }
-        Marker::Map32 => {
-            let n = read_u32(src)?;
-            read_map(src, u64::from(n), depth, max)?
-        }
+        Marker::FixArray(n) => return Ok(Start::Array(u64::from(n))),
+        Marker::Array16 => return Ok(Start::Array(u64::from(read_u16(src)?))),
+        Marker::Array32 => return Ok(Start::Array(u64::from(read_u32(src)?))),
+        Marker::FixMap(n) => return Ok(Start::Map(u64::from(n))),
+        Marker::Map16 => return Ok(Start::Map(u64::from(read_u16(src)?))),
+        Marker::Map32 => return Ok(Start::Map(u64::from(read_u32(src)?))),
         Marker::FixExt1 => read_ext(src, 1)?,
         Marker::FixExt2 => read_ext(src, 2)?,
         Marker::FixExt4 => read_ext(src, 4)?,
@@ -509,7 +564,7 @@ fn read_value(src: &mut Bytes, depth: usize, max: usize) -> Result<Value, Decode
             read_ext(src, u64::from(n))?
         }
         Marker::Reserved => return Err(DecodeError::Invalid("msgpack marker 0xc1 is never used")),
-    })
+    }))
 }
 
 // ---------------------------------------------------------------- From
