@@ -41,8 +41,12 @@ mod client;
 pub mod codec;
 mod command;
 mod conn;
+#[cfg(feature = "msgpack")]
+pub mod dynamic;
 mod error;
 pub mod frame;
+#[cfg(feature = "ndarray")]
+pub mod ndarray;
 mod peer;
 mod router;
 mod server;
@@ -52,13 +56,13 @@ mod worker;
 mod ws;
 
 pub use admission::{Released, Status, WhenFull};
-pub use client::{decode_list, Client, ClientBuilder};
+pub use client::{decode_list, Client, ClientBuilder, Outage, Reconnect};
 pub use command::{Command, CommandInfo, Spec};
 pub use error::{DecodeError, Error, ErrorCode, HandlerError, Mismatch, ProtocolError, Side};
 pub use frame::Limits;
 pub use peer::Peer;
 pub use router::{Ctx, Router};
-pub use server::{Server, ServerBuilder, ShutdownHandle};
+pub use server::{Server, ServerBuilder, ServerHandle};
 #[cfg(feature = "ws")]
 pub use ws::{WsConfig, TOKEN_ENV};
 

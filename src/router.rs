@@ -15,7 +15,8 @@ use crate::error::{Error, ErrorCode, HandlerError};
 use crate::frame::Header;
 use crate::peer::Peer;
 
-type Handler = Arc<dyn Fn(&Ctx<'_>, Bytes, &mut BytesMut) -> Result<(), HandlerError> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(&Ctx<'_>, Bytes, &mut BytesMut) -> Result<(), HandlerError> + Send + Sync>;
 
 struct Entry {
     info: CommandInfo,
@@ -124,19 +125,23 @@ impl Router {
 
     /// Adds an untyped handler: it gets the request payload and appends the
     /// reply payload to `out`. The schemas are what `list` reports.
-    pub fn try_handle_raw(
-        mut self,
-        info: CommandInfo,
-        handler: Handler,
-    ) -> Result<Self, Error> {
+    pub fn try_handle_raw(mut self, info: CommandInfo, handler: Handler) -> Result<Self, Error> {
         if let Some(e) = self.entries.get(&info.id) {
             return Err(Error::Config(
-                format!("command id {} is registered twice ({:?} and {:?})", info.id, e.info.name, info.name).into(),
+                format!(
+                    "command id {} is registered twice ({:?} and {:?})",
+                    info.id, e.info.name, info.name
+                )
+                .into(),
             ));
         }
         if let Some(e) = self.entries.values().find(|e| e.info.name == info.name) {
             return Err(Error::Config(
-                format!("command name {:?} is registered twice (ids {} and {})", info.name, e.info.id, info.id).into(),
+                format!(
+                    "command name {:?} is registered twice (ids {} and {})",
+                    info.name, e.info.id, info.id
+                )
+                .into(),
             ));
         }
         self.entries.insert(info.id, Entry { info, handler });

@@ -14,6 +14,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 
 use crate::admission::{Admission, Released, Status, Ticket, WhenFull};
+use crate::command::Command;
 use crate::conn::{run_reader, Conn, FrameRead, FrameWrite, Services, DEFAULT_GRACE};
 use crate::error::Error;
 use crate::frame::{FrameReader, Limits};
@@ -33,9 +34,13 @@ pub struct ServerBuilder {
     stack_size: usize,
     max_connections: usize,
     grace: Duration,
+    on_connect: Option<PeerHook>,
+    on_disconnect: Option<PeerHook>,
     #[cfg(feature = "ws")]
     pub(crate) ws: Option<crate::ws::WsConfig>,
 }
+
+type PeerHook = Arc<dyn Fn(&Peer) + Send + Sync>;
 
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,6 +65,8 @@ impl Default for ServerBuilder {
             stack_size: 256 * 1024,
             max_connections: 1024,
             grace: DEFAULT_GRACE,
+            on_connect: None,
+            on_disconnect: None,
             #[cfg(feature = "ws")]
             ws: None,
         }
@@ -116,6 +123,22 @@ impl ServerBuilder {
     /// Connections served at once; more are closed at accept (default 1024).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Runs on each new connection's handler thread before any of its
+    /// calls (and before admission), with a handle to the peer that stays
+    /// usable from other threads: keep it to call or notify that client
+    /// later. Default: none.
+    pub fn on_connect(mut self, hook: impl Fn(&Peer) + Send + Sync + 'static) -> Self {
+        self.on_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs once a connection has ended and its last handler has returned.
+    /// Default: none.
+    pub fn on_disconnect(mut self, hook: impl Fn(&Peer) + Send + Sync + 'static) -> Self {
+        self.on_disconnect = Some(Arc::new(hook));
         self
     }
 
@@ -214,9 +237,10 @@ impl Server {
         self.shared.local_addr
     }
 
-    /// A handle that can stop the server from another thread.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(Arc::clone(&self.shared))
+    /// A handle for other threads (and handlers): peers, broadcast,
+    /// status, shutdown.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle(Arc::clone(&self.shared))
     }
 
     /// The token clients must present (raw TCP `auth` frame, WebSocket
@@ -244,14 +268,13 @@ impl Server {
 
     /// Handles to every connected peer, to call or notify them.
     pub fn peers(&self) -> Vec<Peer> {
-        self.shared
-            .conns
-            .lock()
-            .values()
-            .filter_map(|l| l.conn.clone())
-            .filter(|c| !c.is_closed())
-            .map(Peer::from_conn)
-            .collect()
+        self.shared.peers()
+    }
+
+    /// Sends `cmd` as a NOTIFY to every connected peer; returns how many it
+    /// reached. A peer that has gone is skipped.
+    pub fn broadcast<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> usize {
+        self.shared.broadcast(cmd, req)
     }
 
     /// Stops accepting, answers new calls with SHUTTING_DOWN, lets calls in
@@ -279,17 +302,34 @@ impl Drop for Server {
     }
 }
 
-/// Stops a [`Server`] from any thread.
+/// A [`Server`]'s handle for other threads: cheap to clone, usable from
+/// handlers (to broadcast, or reach another client) and from anywhere else.
 #[derive(Clone)]
-pub struct ShutdownHandle(Arc<Shared>);
+pub struct ServerHandle(Arc<Shared>);
 
-impl fmt::Debug for ShutdownHandle {
+impl fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ShutdownHandle").field(&self.0.local_addr).finish()
+        f.debug_tuple("ServerHandle").field(&self.0.local_addr).finish()
     }
 }
 
-impl ShutdownHandle {
+impl ServerHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr
+    }
+
+    /// Handles to every connected peer.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.0.peers()
+    }
+
+    /// Sends `cmd` as a NOTIFY to every connected peer; returns how many it
+    /// reached.
+    pub fn broadcast<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> usize {
+        self.0.broadcast(cmd, req)
+    }
+
     /// Shuts the server down as [`Server::shutdown`] does (the accept
     /// thread is joined when the `Server` is dropped).
     pub fn shutdown(&self) -> bool {
@@ -298,6 +338,20 @@ impl ShutdownHandle {
 }
 
 impl Shared {
+    fn peers(&self) -> Vec<Peer> {
+        self.conns
+            .lock()
+            .values()
+            .filter_map(|l| l.conn.clone())
+            .filter(|c| !c.is_closed())
+            .map(Peer::from_conn)
+            .collect()
+    }
+
+    fn broadcast<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> usize {
+        self.peers().iter().filter(|p| p.notify(cmd, req).is_ok()).count()
+    }
+
     /// True once shutdown has begun.
     #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) fn is_stopping(&self) -> bool {
@@ -437,12 +491,19 @@ pub(crate) fn run_conn(
     let peer = writer.peer_addr();
     let conn = Arc::new(Conn::new(id, peer, shared.config.limits, services, Duration::from_secs(30), writer));
     shared.attach(id, &conn);
+    let on_connect = shared.config.on_connect.clone();
     let worker = conn.services.router.clone().and_then(|router| {
         let c = Arc::clone(&conn);
         std::thread::Builder::new()
             .name(format!("framerpc-conn-{id}-handlers"))
             .stack_size(shared.config.stack_size)
-            .spawn(move || crate::worker::run_handlers(c, router))
+            .spawn(move || {
+                if let Some(hook) = on_connect {
+                    let peer = Peer::from_conn(Arc::clone(&c));
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));
+                }
+                crate::worker::run_handlers(c, router)
+            })
             .ok()
     });
     if worker.is_none() && conn.services.router.is_some() {
@@ -453,5 +514,9 @@ pub(crate) fn run_conn(
         // The handler thread ends once its current handler returns; the
         // permit is released there. Wait for it so `done` means done.
         let _ = w.join();
+    }
+    if let Some(hook) = &shared.config.on_disconnect {
+        let peer = Peer::from_conn(conn);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));
     }
 }

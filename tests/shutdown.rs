@@ -33,7 +33,7 @@ fn calls_in_flight_finish_and_new_calls_are_refused() {
     let in_flight = std::thread::spawn(move || c2.call(&BLOCK, &()));
     started.recv_timeout(T).unwrap();
 
-    let handle = server.shutdown_handle();
+    let handle = server.handle();
     let stopper = std::thread::spawn(move || handle.shutdown());
     // A connection with nothing in flight is closed at once...
     let other = framerpc::Client::builder().timeout(T).connect(addr).unwrap();

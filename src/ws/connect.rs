@@ -10,7 +10,7 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, HeaderValue, Uri};
 
 use super::stream::{ws_config, Out, WsReader, WsStream, WsWriter};
-use crate::client::{connect_tcp, Client, ClientBuilder};
+use crate::client::{connect_tcp, Client, ClientBuilder, Target, Transport};
 use crate::command::Spec;
 use crate::error::Error;
 use crate::tcp::tune;
@@ -28,6 +28,11 @@ impl ClientBuilder {
     /// token). [`ClientBuilder::connect_timeout`] bounds connect and
     /// handshake together.
     pub fn connect_ws(self, url: &str) -> Result<Client, Error> {
+        self.connect_to(Target::Ws(url.to_owned()))
+    }
+
+    /// Opens one WebSocket connection: TCP, then the upgrade.
+    pub(crate) fn dial_ws(&self, url: &str) -> Result<Transport, Error> {
         let uri: Uri = url
             .parse()
             .map_err(|e| Error::Config(format!("bad WebSocket URL: {e}").into()))?;
@@ -93,7 +98,7 @@ impl ClientBuilder {
         };
         socket.get_mut().serve(Vec::new());
         let reader = WsReader::new(socket, self.limits.max_frame_len);
-        Ok(self.start(peer, Box::new(WsWriter::new(out, peer)), Box::new(reader)))
+        Ok((peer, Box::new(WsWriter::new(out, peer)), Box::new(reader)))
     }
 
     /// Connects over WebSocket, then checks the server's command table

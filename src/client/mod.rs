@@ -11,9 +11,12 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 
 use bytes::Bytes;
 
@@ -27,16 +30,22 @@ use crate::peer::Peer;
 use crate::router::{builtin, Router};
 use crate::tcp::{tune, TcpReader, TcpWriter};
 
+mod reconnect;
+
+pub use reconnect::{Outage, Reconnect};
+
 static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Settings for a [`Client`]; every setter states its default.
 #[must_use]
+#[derive(Clone)]
 pub struct ClientBuilder {
     pub(crate) limits: Limits,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) token: Option<Vec<u8>>,
     pub(crate) router: Option<Arc<Router>>,
+    pub(crate) reconnect: Option<Reconnect>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -58,6 +67,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             token: None,
             router: None,
+            reconnect: None,
         }
     }
 }
@@ -96,17 +106,54 @@ impl ClientBuilder {
         self
     }
 
+    /// Reconnects after the connection breaks, with exponential backoff
+    /// and jitter (default: off, a broken client stays broken). Calls in
+    /// flight when it breaks fail with [`Error::Disconnected`] and are
+    /// never replayed; the token is sent again on every new connection.
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
     /// Connects over raw TCP.
     pub fn connect(self, addr: impl ToSocketAddrs) -> Result<Client, Error> {
-        let stream = connect_tcp(addr, self.connect_timeout)?;
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+        self.connect_to(Target::Tcp(addrs))
+    }
+
+    /// Opens one raw TCP connection to `addrs`.
+    fn dial_tcp(&self, addrs: &[SocketAddr]) -> Result<Transport, Error> {
+        let stream = connect_tcp(addrs, self.connect_timeout)?;
         tune(&stream, &self.limits)?;
         let peer = stream.peer_addr().ok();
         let reader = FrameReader::new(stream.try_clone()?, self.limits.max_frame_len);
-        let client = self.start(peer, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader)));
-        if let Some(token) = &client.inner.token {
-            client.call_raw(builtin::AUTH, token, None)?;
+        Ok((peer, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader))))
+    }
+
+    fn dial(&self, target: &Target) -> Result<Transport, Error> {
+        match target {
+            Target::Tcp(addrs) => self.dial_tcp(addrs),
+            #[cfg(feature = "ws")]
+            Target::Ws(url) => self.dial_ws(url),
         }
-        Ok(client)
+    }
+
+    /// Dials `target`, starts the connection and authenticates on raw TCP.
+    fn open(&self, target: &Target) -> Result<(Peer, JoinHandle<()>), Error> {
+        let (peer_addr, writer, reader) = self.dial(target)?;
+        let (peer, reader) = self.open_conn(peer_addr, writer, reader)?;
+        if let (Target::Tcp(_), Some(token)) = (target, &self.token) {
+            if let Err(e) = peer.call_raw(builtin::AUTH, token, None) {
+                peer.close();
+                return Err(e);
+            }
+        }
+        Ok((peer, reader))
+    }
+
+    pub(crate) fn connect_to(self, target: Target) -> Result<Client, Error> {
+        let (peer, reader) = self.open(&target)?;
+        Ok(self.into_client(peer, reader, target))
     }
 
     /// Connects over raw TCP, then checks the server's command table
@@ -117,12 +164,13 @@ impl ClientBuilder {
         Ok(client)
     }
 
-    pub(crate) fn start(
-        self,
+    /// Starts a connection over an already connected transport.
+    pub(crate) fn open_conn(
+        &self,
         peer: Option<SocketAddr>,
         writer: Box<dyn crate::conn::FrameWrite>,
         mut reader: Box<dyn crate::conn::FrameRead>,
-    ) -> Client {
+    ) -> Result<(Peer, JoinHandle<()>), Error> {
         let services = Services {
             router: self.router.clone(),
             ..Services::default()
@@ -130,30 +178,73 @@ impl ClientBuilder {
         let id = CLIENT_IDS.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn::new(id, peer, self.limits, services, self.timeout, writer));
         let c = Arc::clone(&conn);
-        // A failed spawn means no reader: the connection closes at once.
+        let router = self.router.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("framerpc-client-{id}"))
-            .stack_size(128 * 1024)
-            .spawn(move || run_reader(&c, reader.as_mut()));
-        if spawned.is_err() {
-            conn.close();
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let worker = router.and_then(|router| {
+                    let c = Arc::clone(&c);
+                    std::thread::Builder::new()
+                        .name(format!("framerpc-client-{id}-handlers"))
+                        .spawn(move || crate::worker::run_handlers(c, router))
+                        .ok()
+                });
+                run_reader(&c, reader.as_mut());
+                if let Some(w) = worker {
+                    let _ = w.join();
+                }
+            });
+        match spawned {
+            Ok(handle) => Ok((Peer::from_conn(conn), handle)),
+            Err(e) => {
+                conn.close();
+                Err(e.into())
+            }
         }
-        if let Some(router) = self.router {
-            let c = Arc::clone(&conn);
-            let _ = std::thread::Builder::new()
-                .name(format!("framerpc-client-{id}-handlers"))
-                .spawn(move || crate::worker::run_handlers(c, router));
+    }
+
+    fn into_client(self, peer: Peer, reader: JoinHandle<()>, target: Target) -> Client {
+        let inner = Arc::new(ClientInner {
+            current: Mutex::new(peer),
+            changed: Condvar::new(),
+            generation: AtomicU64::new(0),
+            gave_up: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            outage: self.reconnect.map(|r| r.during_outage),
+        });
+        if let Some(policy) = self.reconnect {
+            let weak = Arc::downgrade(&inner);
+            let spawned = std::thread::Builder::new()
+                .name("framerpc-client-reconnect".into())
+                .stack_size(128 * 1024)
+                .spawn(move || reconnect::supervise(&weak, &self, &target, policy, reader));
+            if spawned.is_err() {
+                inner.gave_up.store(true, Ordering::Release);
+            }
         }
-        Client {
-            inner: Arc::new(ClientInner {
-                peer: Peer::from_conn(conn),
-                token: self.token,
-            }),
-        }
+        Client { inner }
     }
 }
 
-pub(crate) fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, Error> {
+/// What a dial returns: the peer address and the two halves.
+pub(crate) type Transport = (
+    Option<SocketAddr>,
+    Box<dyn crate::conn::FrameWrite>,
+    Box<dyn crate::conn::FrameRead>,
+);
+
+/// Where a client connects (and reconnects) to.
+pub(crate) enum Target {
+    Tcp(Vec<SocketAddr>),
+    #[cfg(feature = "ws")]
+    Ws(String),
+}
+
+pub(crate) fn connect_tcp(
+    addr: impl ToSocketAddrs,
+    timeout: Duration,
+) -> Result<TcpStream, Error> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&a, timeout) {
@@ -167,13 +258,19 @@ pub(crate) fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result
 }
 
 struct ClientInner {
-    peer: Peer,
-    token: Option<Vec<u8>>,
+    /// The connection in use; replaced by the reconnect thread.
+    current: Mutex<Peer>,
+    changed: Condvar,
+    generation: AtomicU64,
+    gave_up: AtomicBool,
+    closed: AtomicBool,
+    outage: Option<Outage>,
 }
 
 impl Drop for ClientInner {
     fn drop(&mut self) {
-        self.peer.close();
+        self.closed.store(true, Ordering::Release);
+        self.current.get_mut().close();
     }
 }
 
@@ -194,14 +291,10 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client").field("peer", &self.inner.peer).finish()
-    }
-}
-
-impl std::ops::Deref for ClientInner {
-    type Target = Peer;
-    fn deref(&self) -> &Peer {
-        &self.peer
+        f.debug_struct("Client")
+            .field("peer", &*self.inner.current.lock())
+            .field("generation", &self.generation())
+            .finish()
     }
 }
 
@@ -221,40 +314,89 @@ impl Client {
         ClientBuilder::default().connect_checked(addr, specs)
     }
 
-    /// The connection as a [`Peer`] handle.
-    pub fn peer(&self) -> &Peer {
-        &self.inner.peer
+    /// The current connection as a [`Peer`] handle (after a reconnect,
+    /// the old handle stays bound to the old, closed connection).
+    pub fn peer(&self) -> Peer {
+        self.inner.current.lock().clone()
+    }
+
+    /// How many times the client has reconnected.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// The connection to use now. While a reconnecting client is down it
+    /// fails at once ([`Outage::FailFast`]) or waits up to `wait`
+    /// ([`Outage::Wait`]); returns what is left of `wait`.
+    fn conn(&self, wait: Duration) -> Result<(Peer, Duration), Error> {
+        let start = Instant::now();
+        let mut cur = self.inner.current.lock();
+        loop {
+            if cur.is_connected() || self.inner.outage.is_none() {
+                return Ok((cur.clone(), wait.saturating_sub(start.elapsed())));
+            }
+            if self.inner.closed.load(Ordering::Acquire) || self.inner.gave_up.load(Ordering::Acquire) {
+                return Err(Error::Disconnected);
+            }
+            let left = wait.saturating_sub(start.elapsed());
+            if self.inner.outage == Some(Outage::FailFast) || left.is_zero() {
+                return Err(Error::Disconnected);
+            }
+            self.inner.changed.wait_for(&mut cur, left);
+        }
     }
 
     /// Calls `cmd` and waits for its reply, up to the default timeout.
     pub fn call<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<Resp, Error> {
-        self.inner.call(cmd, req)
+        let (peer, _) = self.conn(self.timeout())?;
+        peer.call(cmd, req)
     }
 
     /// Calls `cmd` and waits up to `timeout`; on timeout the server is sent
     /// CANCEL and a late reply is dropped.
-    pub fn call_timeout<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req, timeout: Duration) -> Result<Resp, Error> {
-        self.inner.call_timeout(cmd, req, timeout)
+    pub fn call_timeout<Req, Resp>(
+        &self,
+        cmd: &Command<Req, Resp>,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, Error> {
+        let (peer, left) = self.conn(timeout)?;
+        peer.call_timeout(cmd, req, left)
     }
 
     /// Sends `cmd` one way (NOTIFY): no reply, not even an error.
     pub fn notify<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<(), Error> {
-        self.inner.notify(cmd, req)
+        self.conn(self.timeout())?.0.notify(cmd, req)
     }
 
     /// An untyped call: request payload in, reply payload out.
-    pub fn call_raw(&self, cmd: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Bytes, Error> {
-        self.inner.call_raw(cmd, payload, timeout)
+    pub fn call_raw(
+        &self,
+        cmd: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, Error> {
+        let (peer, left) = self.conn(timeout.unwrap_or_else(|| self.timeout()))?;
+        peer.call_raw(cmd, payload, Some(left))
+    }
+
+    /// An untyped one-way call.
+    pub fn notify_raw(&self, cmd: u16, payload: &[u8]) -> Result<(), Error> {
+        self.conn(self.timeout())?.0.notify_raw(cmd, payload)
     }
 
     /// The built-in `ping`: the server echoes `data`.
     pub fn ping(&self, data: &[u8]) -> Result<Bytes, Error> {
-        self.inner.ping(data)
+        self.conn(self.timeout())?.0.ping(data)
     }
 
     /// The built-in `status`: active, max and waiting users.
     pub fn status(&self) -> Result<Status, Error> {
-        self.inner.status()
+        self.conn(self.timeout())?.0.status()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.current.lock().0.default_timeout
     }
 
     /// The built-in `list`: the server's command table.
@@ -302,14 +444,17 @@ impl Client {
         Ok(())
     }
 
-    /// False once the connection has ended.
+    /// False while the connection is down (for good, without reconnect).
     pub fn is_connected(&self) -> bool {
-        self.inner.is_connected()
+        self.inner.current.lock().is_connected()
     }
 
-    /// Closes the connection; pending calls fail with `Disconnected`.
+    /// Closes the connection for good (no reconnect); pending calls fail
+    /// with `Disconnected`.
     pub fn close(&self) {
-        self.inner.close();
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.current.lock().close();
+        self.inner.changed.notify_all();
     }
 }
 
