@@ -165,11 +165,11 @@ impl DType {
         };
         if rest.starts_with('O') {
             return Err(
-                "ndarray kind 'O' (pickled Python objects) is refused: nothing is ever unpickled",
+                "an ndarray that is not pickled (kind 'O' is refused: the server never unpickles)",
             );
         }
         if rest.starts_with('V') {
-            return Err("ndarray kind 'V' (structured dtype) is not supported");
+            return Err("an ndarray of a plain dtype (kind 'V', structured, is not supported)");
         }
         let d = ALL.iter().find(|d| &d.descr()[1..] == rest).ok_or(
             "unsupported ndarray dtype (bool, int8..int64, uint8..uint64, float32, float64)",
@@ -351,10 +351,10 @@ impl RawArray {
                     _ => b"",
                 };
                 if kind == b"O" {
-                    return Err("ndarray kind 'O' (pickled Python objects) is refused: nothing is ever unpickled");
+                    return Err("an ndarray that is not pickled (kind 'O' is refused: the server never unpickles)");
                 }
                 if kind == b"V" {
-                    return Err("ndarray kind 'V' (structured dtype) is not supported");
+                    return Err("an ndarray of a plain dtype (kind 'V', structured, is not supported)");
                 }
                 let t = v.get("type").ok_or("an ndarray map with 'type'")?;
                 Self::from_parts(
@@ -379,7 +379,7 @@ impl RawArray {
         let dtype = match dtype {
             Value::Str(s) => s.as_str(),
             Value::Bin(b) => std::str::from_utf8(b).map_err(|_| "a str dtype")?,
-            Value::Array(_) => return Err("ndarray kind 'V' (structured dtype) is not supported"),
+            Value::Array(_) => return Err("an ndarray of a plain dtype (kind 'V', structured, is not supported)"),
             _ => return Err("a str dtype"),
         };
         let (dtype, big) = DType::parse(dtype)?;
