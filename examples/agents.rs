@@ -20,7 +20,10 @@ const PROGRESS: Command<(String, u32), ()> = Command::new(2, "progress", &(STR, 
 /// Orchestrator -> worker: sum the numbers 1..=n, slowly.
 const WORK: Command<u32, u32> = Command::new(10, "work", &U32, &U32);
 
-fn worker(name: &'static str, orchestrator: std::net::SocketAddr) -> Result<Client, framerpc::Error> {
+fn worker(
+    name: &'static str,
+    orchestrator: std::net::SocketAddr,
+) -> Result<Client, framerpc::Error> {
     let router = Router::new().handle_with(&WORK, move |ctx, n| {
         let boss = ctx.peer(); // the orchestrator, on this same connection
         let mut sum = 0u32;
@@ -42,8 +45,13 @@ fn main() -> Result<(), framerpc::Error> {
     let (arrived_tx, arrived) = unbounded::<(String, Peer)>();
     let orchestrator = Router::new()
         .handle_with(&HELLO, move |ctx, name| {
-            println!("orchestrator: worker {name:?} joined from {:?}", ctx.peer_addr());
-            arrived_tx.send((name, ctx.peer())).map_err(|e| e.to_string())?;
+            println!(
+                "orchestrator: worker {name:?} joined from {:?}",
+                ctx.peer_addr()
+            );
+            arrived_tx
+                .send((name, ctx.peer()))
+                .map_err(|e| e.to_string())?;
             Ok(())
         })
         .handle(&PROGRESS, |(name, pct)| {

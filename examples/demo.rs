@@ -24,11 +24,16 @@ fn main() -> Result<(), framerpc::Error> {
             a.checked_div(b)
                 .ok_or_else(|| HandlerError::with_code(1001, format!("cannot divide {a} by zero")))
         })
-        .handle(&EXPLODE, |n| -> Result<u32, HandlerError> { panic!("explode({n}) always panics") });
+        .handle(&EXPLODE, |n| -> Result<u32, HandlerError> {
+            panic!("explode({n}) always panics")
+        });
     let server = Server::bind("127.0.0.1:0", router)?;
     println!("listening on {}", server.local_addr());
 
-    let client = Client::connect_checked(server.local_addr(), &[&HELLO, &ADD_2_WORDS, &DIVIDE, &EXPLODE])?;
+    let client = Client::connect_checked(
+        server.local_addr(),
+        &[&HELLO, &ADD_2_WORDS, &DIVIDE, &EXPLODE],
+    )?;
     println!("{}", client.call(&HELLO, &"framerpc".to_string())?);
 
     // Several threads share one client; their calls are pipelined.
@@ -58,7 +63,10 @@ fn main() -> Result<(), framerpc::Error> {
         Err(e) => println!("handler panic, as expected: {e}"),
         Ok(v) => println!("unexpected: {v}"),
     }
-    println!("the connection still works: 40 + 2 = {}", client.call(&ADD_2_WORDS, &(40, 2))?);
+    println!(
+        "the connection still works: 40 + 2 = {}",
+        client.call(&ADD_2_WORDS, &(40, 2))?
+    );
 
     let n = 20_000;
     let start = Instant::now();
@@ -66,7 +74,10 @@ fn main() -> Result<(), framerpc::Error> {
         client.call(&ADD_2_WORDS, &(i, 1))?;
     }
     let per = start.elapsed() / n;
-    println!("round trip of a small call: {:.1} us (mean of {n})", per.as_secs_f64() * 1e6);
+    println!(
+        "round trip of a small call: {:.1} us (mean of {n})",
+        per.as_secs_f64() * 1e6
+    );
     println!("status: {:?}", client.status()?);
     drop(client);
     let clean = server.shutdown();

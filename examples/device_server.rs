@@ -28,14 +28,21 @@ struct Motor {
 fn main() -> Result<(), framerpc::Error> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:7879".into());
-    let (mut max_users, mut policy) = (1, WhenFull::Queue { max_wait: Duration::from_secs(60) });
+    let (mut max_users, mut policy) = (
+        1,
+        WhenFull::Queue {
+            max_wait: Duration::from_secs(60),
+        },
+    );
     while let Some(a) = args.next() {
         match a.as_str() {
             "--max-users" => max_users = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
             "--refuse" => policy = WhenFull::Refuse,
             "--wait" => {
                 let secs = args.next().and_then(|v| v.parse().ok()).unwrap_or(60.0);
-                policy = WhenFull::Queue { max_wait: Duration::from_secs_f64(secs) };
+                policy = WhenFull::Queue {
+                    max_wait: Duration::from_secs_f64(secs),
+                };
             }
             other => eprintln!("ignoring unknown argument {other:?}"),
         }
@@ -48,7 +55,10 @@ fn main() -> Result<(), framerpc::Error> {
     let router = Router::new()
         .handle(&MOVE_TO, move |target| {
             if !(-1000.0..=1000.0).contains(&target) {
-                return Err(HandlerError::with_code(1001, format!("{target} mm is outside the travel of -1000..1000 mm")));
+                return Err(HandlerError::with_code(
+                    1001,
+                    format!("{target} mm is outside the travel of -1000..1000 mm"),
+                ));
             }
             m1.lock().moving = true;
             // The motor takes a moment to get there.
@@ -62,7 +72,9 @@ fn main() -> Result<(), framerpc::Error> {
         .handle(&CAPTURE, move |(w, h)| {
             let n = f1.fetch_add(1, Ordering::Relaxed);
             let pos = m3.lock().position;
-            let img: Vec<u8> = (0..usize::from(w) * usize::from(h)).map(|i| (i as u64 + n + pos as u64) as u8).collect();
+            let img: Vec<u8> = (0..usize::from(w) * usize::from(h))
+                .map(|i| (i as u64 + n + pos as u64) as u8)
+                .collect();
             Ok(bytes::Bytes::from(img))
         })
         .handle(&STOP, move |()| {
@@ -77,7 +89,10 @@ fn main() -> Result<(), framerpc::Error> {
         .on_release(move |r| {
             motor.lock().moving = false;
             let who = r.peer.map_or_else(|| "?".into(), |p| p.to_string());
-            println!("released by {who} after {:.1}s: motor stopped", r.held_for.as_secs_f64());
+            println!(
+                "released by {who} after {:.1}s: motor stopped",
+                r.held_for.as_secs_f64()
+            );
         })
         .bind(addr.as_str(), router)?;
     let mut out = std::io::stdout().lock();

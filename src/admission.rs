@@ -50,7 +50,7 @@ pub struct Status {
     pub waiting: u32,
 }
 
-type ReleaseHook = Arc<dyn Fn(&Released) + Send + Sync>;
+pub(crate) type ReleaseHook = Arc<dyn Fn(&Released) + Send + Sync>;
 
 /// What the `on_release` hook is told about a permit that came back.
 #[derive(Clone, Debug)]
@@ -225,7 +225,9 @@ impl Admission {
     fn refusal(&self, s: &State, position: Option<usize>, waited: Option<Duration>) -> Refusal {
         let mut message = format!("busy: {} of {} users active", s.holders.len(), self.max);
         for h in s.holders.iter().take(4) {
-            let who = h.peer.map_or_else(|| "unknown peer".into(), |p| p.to_string());
+            let who = h
+                .peer
+                .map_or_else(|| "unknown peer".into(), |p| p.to_string());
             message.push_str(&format!(
                 "; held by {who} for {:.1}s",
                 h.since.elapsed().as_secs_f64()
@@ -307,7 +309,9 @@ pub struct Permit {
 
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit").field("ticket", &self.ticket).finish()
+        f.debug_struct("Permit")
+            .field("ticket", &self.ticket)
+            .finish()
     }
 }
 
@@ -325,7 +329,14 @@ mod tests {
     fn refuse_when_full_and_release_on_drop() {
         let a = Arc::new(Admission::new(1, WhenFull::Refuse, None));
         let p = a.try_acquire(None).unwrap();
-        assert_eq!(a.status(), Status { active: 1, max: 1, waiting: 0 });
+        assert_eq!(
+            a.status(),
+            Status {
+                active: 1,
+                max: 1,
+                waiting: 0
+            }
+        );
         assert!(a.try_acquire(None).unwrap_err().message.contains("1 of 1"));
         drop(p);
         assert_eq!(a.status().active, 0);
@@ -336,7 +347,9 @@ mod tests {
     fn queued_waiter_times_out_with_position() {
         let a = Arc::new(Admission::new(1, WhenFull::default(), None));
         let _p = a.try_acquire(None).unwrap();
-        let r = a.acquire(None, Duration::from_millis(20), &|| false).unwrap_err();
+        let r = a
+            .acquire(None, Duration::from_millis(20), &|| false)
+            .unwrap_err();
         assert!(r.message.contains("number 1 of 1"), "{}", r.message);
         assert_eq!(a.status().waiting, 0);
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 
-use crate::admission::{Admission, Released, Status, Ticket, WhenFull};
+use crate::admission::{Admission, ReleaseHook, Released, Status, Ticket, WhenFull};
 use crate::command::Command;
 use crate::conn::{run_reader, Conn, FrameRead, FrameWrite, Services, DEFAULT_GRACE};
 use crate::error::Error;
@@ -28,7 +28,7 @@ pub struct ServerBuilder {
     pub(crate) limits: Limits,
     max_users: u32,
     when_full: WhenFull,
-    on_release: Option<Arc<dyn Fn(&Released) + Send + Sync>>,
+    on_release: Option<ReleaseHook>,
     state: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) token: Option<Arc<[u8]>>,
     stack_size: usize,
@@ -152,7 +152,11 @@ impl ServerBuilder {
     pub fn bind(self, addr: impl ToSocketAddrs, router: Router) -> Result<Server, Error> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
-        let admission = Arc::new(Admission::new(self.max_users, self.when_full, self.on_release.clone()));
+        let admission = Arc::new(Admission::new(
+            self.max_users,
+            self.when_full,
+            self.on_release.clone(),
+        ));
         let services = Services {
             router: Some(Arc::new(router)),
             admission: Some(admission),
@@ -309,7 +313,9 @@ pub struct ServerHandle(Arc<Shared>);
 
 impl fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ServerHandle").field(&self.0.local_addr).finish()
+        f.debug_tuple("ServerHandle")
+            .field(&self.0.local_addr)
+            .finish()
     }
 }
 
@@ -349,7 +355,10 @@ impl Shared {
     }
 
     fn broadcast<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> usize {
-        self.peers().iter().filter(|p| p.notify(cmd, req).is_ok()).count()
+        self.peers()
+            .iter()
+            .filter(|p| p.notify(cmd, req).is_ok())
+            .count()
     }
 
     /// True once shutdown has begun.
@@ -369,7 +378,12 @@ impl Shared {
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         let deadline = Instant::now() + self.config.grace;
-        let conns: Vec<Arc<Conn>> = self.conns.lock().values().filter_map(|l| l.conn.clone()).collect();
+        let conns: Vec<Arc<Conn>> = self
+            .conns
+            .lock()
+            .values()
+            .filter_map(|l| l.conn.clone())
+            .collect();
         for c in &conns {
             c.shutting_down.store(true, Ordering::Relaxed);
         }
@@ -405,7 +419,14 @@ impl Shared {
     }
 
     fn register(&self, id: u64, done: Receiver<()>, ticket: Option<Ticket>) {
-        self.conns.lock().insert(id, Live { conn: None, done, ticket });
+        self.conns.lock().insert(
+            id,
+            Live {
+                conn: None,
+                done,
+                ticket,
+            },
+        );
     }
 
     fn attach(&self, id: u64, conn: &Arc<Conn>) {
@@ -467,17 +488,33 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
         match crate::ws::serve_if_upgrade(shared, ws, id, &stream) {
             crate::ws::Sniffed::Handled => return,
             crate::ws::Sniffed::Raw(prefix) if ws.raw_tcp => {
-                let Ok(read_half) = stream.try_clone() else { return };
+                let Ok(read_half) = stream.try_clone() else {
+                    return;
+                };
                 let reader = FrameReader::with_prefix(read_half, limits.max_frame_len, &prefix);
-                run_conn(shared, id, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader)), shared.services.clone());
+                run_conn(
+                    shared,
+                    id,
+                    Box::new(TcpWriter(stream)),
+                    Box::new(TcpReader(reader)),
+                    shared.services.clone(),
+                );
                 return;
             }
             crate::ws::Sniffed::Raw(_) => return,
         }
     }
-    let Ok(read_half) = stream.try_clone() else { return };
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
     let reader = FrameReader::new(read_half, limits.max_frame_len);
-    run_conn(shared, id, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader)), shared.services.clone());
+    run_conn(
+        shared,
+        id,
+        Box::new(TcpWriter(stream)),
+        Box::new(TcpReader(reader)),
+        shared.services.clone(),
+    );
 }
 
 /// Runs one connection over any transport: handler thread plus reader.
@@ -489,7 +526,14 @@ pub(crate) fn run_conn(
     services: Services,
 ) {
     let peer = writer.peer_addr();
-    let conn = Arc::new(Conn::new(id, peer, shared.config.limits, services, Duration::from_secs(30), writer));
+    let conn = Arc::new(Conn::new(
+        id,
+        peer,
+        shared.config.limits,
+        services,
+        Duration::from_secs(30),
+        writer,
+    ));
     shared.attach(id, &conn);
     let on_connect = shared.config.on_connect.clone();
     let worker = conn.services.router.clone().and_then(|router| {

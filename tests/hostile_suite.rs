@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use framerpc::codec::{BYTES, U32, U64, UNIT};
 use framerpc::frame::{encode_frame, Kind};
-use framerpc::{Client, Command, ErrorCode, HandlerError, Limits, Router, Server, ServerBuilder, WhenFull};
+use framerpc::{
+    Client, Command, ErrorCode, HandlerError, Limits, Router, Server, ServerBuilder, WhenFull,
+};
 use greet::ADD_2_WORDS;
 use support::*;
 
@@ -42,12 +44,16 @@ fn router() -> Router {
             }
             Ok(ms)
         })
-        .handle(&EXPLODE, |()| -> Result<(), HandlerError> { panic!("hostile handler panic") })
+        .handle(&EXPLODE, |()| -> Result<(), HandlerError> {
+            panic!("hostile handler panic")
+        })
         .handle(&HUGE, |n| Ok(Bytes::from(vec![0u8; n as usize])));
     #[cfg(feature = "msgpack")]
     let r = {
         use framerpc::dynamic::{Module, Params, Space};
-        let m = Module::new().function("id", Params::new().req("x"), |a| a.get::<framerpc::dynamic::Value>("x"));
+        let m = Module::new().function("id", Params::new().req("x"), |a| {
+            a.get::<framerpc::dynamic::Value>("x")
+        });
         Space::builder().root("m", m).build().install(r).unwrap()
     };
     r
@@ -56,17 +62,24 @@ fn router() -> Router {
 fn builder() -> ServerBuilder {
     let limits = Limits::default()
         .max_frame_len(LIMIT)
-        .heartbeat(Some((Duration::from_millis(200), Duration::from_millis(800))))
+        .heartbeat(Some((
+            Duration::from_millis(200),
+            Duration::from_millis(800),
+        )))
         .write_timeout(Some(Duration::from_millis(300)));
     let b = Server::builder()
         .limits(limits)
         .token(TOKEN)
         .max_users(8)
-        .when_full(WhenFull::Queue { max_wait: Duration::from_millis(300) })
+        .when_full(WhenFull::Queue {
+            max_wait: Duration::from_millis(300),
+        })
         .max_connections(64)
         .grace(Duration::from_millis(200));
     #[cfg(feature = "ws")]
-    let b = b.ws(framerpc::WsConfig::new().mount("/greet", router()).handshake_timeout(Duration::from_millis(500)));
+    let b = b.ws(framerpc::WsConfig::new()
+        .mount("/greet", router())
+        .handshake_timeout(Duration::from_millis(500)));
     b
 }
 
@@ -80,7 +93,11 @@ fn authed(addr: SocketAddr) -> TcpStream {
 }
 
 fn good_client(addr: SocketAddr) -> Client {
-    Client::builder().token(TOKEN).timeout(T).connect(addr).unwrap()
+    Client::builder()
+        .token(TOKEN)
+        .timeout(T)
+        .connect(addr)
+        .unwrap()
 }
 
 type Case = (&'static str, fn(SocketAddr));
@@ -89,7 +106,8 @@ fn cases() -> Vec<Case> {
     let mut v: Vec<Case> = vec![
         ("4 GiB length claim", |a| {
             let mut s = authed(a);
-            s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 0, 3, 0, 9, 0, 0, 0]).unwrap();
+            s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 0, 3, 0, 9, 0, 0, 0])
+                .unwrap();
             expect_error(&mut s, 7);
             assert!(closed(&mut s));
         }),
@@ -102,7 +120,8 @@ fn cases() -> Vec<Case> {
         }),
         ("truncated frame then EOF", |a| {
             let mut s = authed(a);
-            s.write_all(&[100, 0, 0, 0, 1, 0, 13, 0, 2, 0, 0, 0, 1, 2, 3]).unwrap();
+            s.write_all(&[100, 0, 0, 0, 1, 0, 13, 0, 2, 0, 0, 0, 1, 2, 3])
+                .unwrap();
             s.shutdown(std::net::Shutdown::Write).unwrap();
             assert!(closed(&mut s));
         }),
@@ -186,7 +205,12 @@ fn cases() -> Vec<Case> {
             let mut s = authed(a);
             let mut burst = Vec::new();
             for id in 0..5000u32 {
-                burst.extend_from_slice(&encode_frame(Kind::Call, 3, id, &[1, 0, 0, 0, 1, 0, 0, 0]));
+                burst.extend_from_slice(&encode_frame(
+                    Kind::Call,
+                    3,
+                    id,
+                    &[1, 0, 0, 0, 1, 0, 0, 0],
+                ));
             }
             let mut w = s.try_clone().unwrap();
             let t = std::thread::spawn(move || w.write_all(&burst).unwrap());
@@ -198,12 +222,17 @@ fn cases() -> Vec<Case> {
         }),
         ("handler panics", |a| {
             let c = good_client(a);
-            assert_eq!(c.call(&EXPLODE, &()).unwrap_err().code(), Some(ErrorCode::PANIC));
+            assert_eq!(
+                c.call(&EXPLODE, &()).unwrap_err().code(),
+                Some(ErrorCode::PANIC)
+            );
             assert_eq!(c.call(&ADD_2_WORDS, &(1, 1)).unwrap(), 2);
         }),
         ("handler sleeps past every timeout", |a| {
             let c = good_client(a);
-            let e = c.call_timeout(&SLEEP, &60_000, Duration::from_millis(50)).unwrap_err();
+            let e = c
+                .call_timeout(&SLEEP, &60_000, Duration::from_millis(50))
+                .unwrap_err();
             assert_eq!(e.code(), Some(ErrorCode::TIMEOUT));
             assert_eq!(c.call(&ADD_2_WORDS, &(1, 1)).unwrap(), 2);
         }),
@@ -241,11 +270,16 @@ fn cases() -> Vec<Case> {
             assert!(closed_within(&mut s, Duration::from_secs(5)));
             assert!(start.elapsed() >= Duration::from_millis(500));
         }),
-        ("flood of connections beyond max_users and max_connections", |a| {
-            let socks: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect_timeout(&a, T).ok()).collect();
-            std::thread::sleep(Duration::from_millis(400));
-            drop(socks);
-        }),
+        (
+            "flood of connections beyond max_users and max_connections",
+            |a| {
+                let socks: Vec<TcpStream> = (0..100)
+                    .filter_map(|_| TcpStream::connect_timeout(&a, T).ok())
+                    .collect();
+                std::thread::sleep(Duration::from_millis(400));
+                drop(socks);
+            },
+        ),
     ];
     #[cfg(feature = "msgpack")]
     v.extend(msgpack_cases());
@@ -279,12 +313,24 @@ fn msgpack_cases() -> Vec<Case> {
         }),
         ("wide msgpack (array32 claiming 4 billion items)", |a| {
             let mut s = authed(a);
-            send(&mut s, Kind::Call, 0xFF10, 2, &[0xdd, 0xff, 0xff, 0xff, 0xff]);
+            send(
+                &mut s,
+                Kind::Call,
+                0xFF10,
+                2,
+                &[0xdd, 0xff, 0xff, 0xff, 0xff],
+            );
             expect_error(&mut s, 2);
         }),
         ("msgpack bin claiming 4 GiB", |a| {
             let mut s = authed(a);
-            send(&mut s, Kind::Call, 0xFF10, 2, &[0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2]);
+            send(
+                &mut s,
+                Kind::Call,
+                0xFF10,
+                2,
+                &[0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2],
+            );
             expect_error(&mut s, 2);
         }),
         ("malformed msgpack", |a| {
@@ -302,7 +348,11 @@ fn ws_cases() -> Vec<Case> {
         let _ = s.write_all(head.as_bytes());
         let mut resp = Vec::new();
         let _ = s.read_to_end(&mut resp);
-        String::from_utf8_lossy(&resp).lines().next().unwrap_or("").to_owned()
+        String::from_utf8_lossy(&resp)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
     }
     fn head(extra: &str) -> String {
         format!(
@@ -314,7 +364,8 @@ fn ws_cases() -> Vec<Case> {
         use tungstenite::client::IntoClientRequest;
         let s = raw(a);
         let mut req = format!("ws://{a}/greet").into_client_request().unwrap();
-        req.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
         tungstenite::client(req, s).unwrap().0
     }
     fn expect_close(ws: &mut tungstenite::WebSocket<TcpStream>, code: u16) {
@@ -336,7 +387,8 @@ fn ws_cases() -> Vec<Case> {
             assert!(!status.contains("101"), "{status}");
         }),
         ("ws upgrade with a wrong version", |a| {
-            let h = head(&format!("Authorization: Bearer {TOKEN}\r\n")).replace("Version: 13", "Version: 7");
+            let h = head(&format!("Authorization: Bearer {TOKEN}\r\n"))
+                .replace("Version: 13", "Version: 7");
             assert!(!upgrade(a, &h).contains("101"));
         }),
         ("ws upgrade with huge headers", |a| {
@@ -356,8 +408,12 @@ fn ws_cases() -> Vec<Case> {
             }
             assert!(closed_within(&mut s, Duration::from_secs(3)));
         }),
-        ("ws missing token", |a| assert!(upgrade(a, &head("")).contains("401"))),
-        ("ws wrong token", |a| assert!(upgrade(a, &head("Authorization: Bearer nope\r\n")).contains("401"))),
+        ("ws missing token", |a| {
+            assert!(upgrade(a, &head("")).contains("401"))
+        }),
+        ("ws wrong token", |a| {
+            assert!(upgrade(a, &head("Authorization: Bearer nope\r\n")).contains("401"))
+        }),
         ("ws almost-right token", |a| {
             let mut t = TOKEN.to_owned();
             t.pop();
@@ -426,16 +482,22 @@ fn hostile_suite() {
     // Twice: the allocator keeps what the first round freed, so the second
     // round must fit in the first round's high-water mark (nothing leaks).
     let mut rss_high = [rss_before; 2];
-    for round in 0..2 {
+    for high in rss_high.iter_mut() {
         for (name, case) in &cases {
             let t = std::thread::Builder::new().name((*name).into()).spawn({
                 let case = *case;
                 move || case(addr)
             });
-            t.unwrap().join().unwrap_or_else(|_| panic!("case {name:?} failed"));
-            rss_high[round] = rss_high[round].max(rss_kib());
+            t.unwrap()
+                .join()
+                .unwrap_or_else(|_| panic!("case {name:?} failed"));
+            *high = (*high).max(rss_kib());
             let c = good_client(addr);
-            assert_eq!(c.call(&ADD_2_WORDS, &(2, 3)).unwrap(), 5, "not served after {name:?}");
+            assert_eq!(
+                c.call(&ADD_2_WORDS, &(2, 3)).unwrap(),
+                5,
+                "not served after {name:?}"
+            );
         }
     }
 
@@ -443,7 +505,9 @@ fn hostile_suite() {
     let lost = steady.join().unwrap();
     assert_eq!(lost, 0, "the well-behaved client lost replies");
     assert!(answered.load(Ordering::Relaxed) > 0);
-    eventually("connections closed", || srv.server().connection_count() == 0);
+    eventually("connections closed", || {
+        srv.server().connection_count() == 0
+    });
     eventually("threads back", || thread_count() <= threads_before);
     let status = srv.server().status();
     assert_eq!((status.active, status.waiting), (0, 0), "a permit leaked");
@@ -456,13 +520,18 @@ fn hostile_suite() {
         rss_high[0],
         rss_high[1],
     );
-    assert!(rss_high[1] <= rss_high[0] + 8 * 1024, "memory grew between rounds: {rss_high:?} KiB");
+    assert!(
+        rss_high[1] <= rss_high[0] + 8 * 1024,
+        "memory grew between rounds: {rss_high:?} KiB"
+    );
 }
 
 #[test]
 fn holder_that_dies_frees_the_only_permit() {
     let srv = serve_with(
-        Server::builder().max_users(1).when_full(WhenFull::Queue { max_wait: Duration::from_secs(10) }),
+        Server::builder().max_users(1).when_full(WhenFull::Queue {
+            max_wait: Duration::from_secs(10),
+        }),
         router(),
     );
     for _ in 0..5 {

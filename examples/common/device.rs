@@ -10,7 +10,8 @@ pub const MOVE_TO: Command<f64, f64> = Command::new(1, "move_to", &F64, &F64);
 /// The motor's position (mm).
 pub const POSITION: Command<(), f64> = Command::new(2, "position", &UNIT, &F64);
 /// Captures a grey image of `width x height` bytes.
-pub const CAPTURE: Command<(u16, u16), bytes::Bytes> = Command::new(3, "capture", &(U16, U16), &BYTES);
+pub const CAPTURE: Command<(u16, u16), bytes::Bytes> =
+    Command::new(3, "capture", &(U16, U16), &BYTES);
 /// Stops the motor.
 pub const STOP: Command<(), ()> = Command::new(4, "stop", &UNIT, &UNIT);
 /// Frames captured since the server started.
