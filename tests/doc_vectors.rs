@@ -246,7 +246,6 @@ fn frames_errors_and_builtin_replies() {
 #[test]
 fn greet_list_reply_matches_the_greet_router() {
     #[path = "../examples/common/greet.rs"]
-    #[allow(dead_code)]
     mod greet;
     let v = vectors();
     let case = v["builtin_replies"]
