@@ -70,7 +70,12 @@ pub fn recv(s: &mut TcpStream) -> Option<(Header, Vec<u8>)> {
 pub fn expect_error(s: &mut TcpStream, code: u16) -> String {
     let (h, p) = recv(s).expect("an ERROR frame");
     assert_eq!(h.kind, Kind::Error, "expected ERROR, got {h:?}");
-    assert_eq!(u16::from_le_bytes([p[0], p[1]]), code, "message: {}", String::from_utf8_lossy(&p[2..]));
+    assert_eq!(
+        u16::from_le_bytes([p[0], p[1]]),
+        code,
+        "message: {}",
+        String::from_utf8_lossy(&p[2..])
+    );
     String::from_utf8_lossy(&p[2..]).into_owned()
 }
 
@@ -81,7 +86,12 @@ pub fn closed(s: &mut TcpStream) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
             Err(_) => return true,
         }
     }
@@ -89,7 +99,9 @@ pub fn closed(s: &mut TcpStream) -> bool {
 
 /// Number of threads of this process (Linux).
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Resident memory of this process in KiB (Linux).
@@ -107,7 +119,10 @@ pub fn rss_kib() -> u64 {
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !f() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
