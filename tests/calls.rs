@@ -170,6 +170,9 @@ fn cancel_of_a_queued_call_drops_it() {
     gate.started.recv_timeout(T).unwrap();
     // Queued behind BLOCK; times out before it starts, so it never runs.
     assert!(c.call_timeout(&COUNT, &(), Duration::from_millis(10)).is_err());
+    // The reader answers ping in stream order: once it has, the CANCEL
+    // that went before it has been seen too.
+    c.ping(b"").unwrap();
     gate.release.send(()).unwrap();
     busy.join().unwrap().unwrap();
     c.call(&FUNC_NO_ARGS, &()).unwrap();
