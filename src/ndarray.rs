@@ -236,35 +236,37 @@ pub struct RawArray {
     pub data: Bytes,
 }
 
-/// Appends the elements of `a` in C order, little-endian.
+/// Appends the elements of `a` in C order, little-endian, through a stack
+/// buffer (a contiguous array converts in tight, vectorizable loops).
 fn put_elements<T: Element, S: Data<Elem = T>, D: Dimension>(
     a: &ArrayBase<S, D>,
     dst: &mut BytesMut,
 ) {
+    const CHUNK: usize = 8192;
     let size = T::DTYPE.size();
-    let mut chunk = [0u8; 4096];
-    let per = chunk.len() / size;
+    let per = CHUNK / size;
+    let mut buf = [0u8; CHUNK];
     dst.reserve(a.len() * size);
-    let mut flush = |items: &mut dyn Iterator<Item = &T>| {
-        let mut n = 0;
-        for (i, x) in items.take(per).enumerate() {
-            x.write_le(&mut chunk[i * size..(i + 1) * size]);
-            n = i + 1;
-        }
-        dst.put_slice(&chunk[..n * size]);
-        n
-    };
-    match a.as_slice() {
-        Some(s) => {
-            for part in s.chunks(per) {
-                flush(&mut part.iter());
+    if let Some(s) = a.as_slice() {
+        for part in s.chunks(per) {
+            let n = part.len() * size;
+            for (x, out) in part.iter().zip(buf[..n].chunks_exact_mut(size)) {
+                x.write_le(out);
             }
+            dst.put_slice(&buf[..n]);
         }
-        None => {
-            let mut it = a.iter();
-            while flush(&mut it) == per {}
+        return;
+    }
+    let mut n = 0;
+    for x in a.iter() {
+        x.write_le(&mut buf[n..n + size]);
+        n += size;
+        if n == per * size {
+            dst.put_slice(&buf[..n]);
+            n = 0;
         }
     }
+    dst.put_slice(&buf[..n]);
 }
 
 fn element_count(shape: &[usize]) -> Option<usize> {
@@ -354,7 +356,9 @@ impl RawArray {
                     return Err("an ndarray that is not pickled (kind 'O' is refused: the server never unpickles)");
                 }
                 if kind == b"V" {
-                    return Err("an ndarray of a plain dtype (kind 'V', structured, is not supported)");
+                    return Err(
+                        "an ndarray of a plain dtype (kind 'V', structured, is not supported)",
+                    );
                 }
                 let t = v.get("type").ok_or("an ndarray map with 'type'")?;
                 Self::from_parts(
@@ -379,7 +383,9 @@ impl RawArray {
         let dtype = match dtype {
             Value::Str(s) => s.as_str(),
             Value::Bin(b) => std::str::from_utf8(b).map_err(|_| "a str dtype")?,
-            Value::Array(_) => return Err("an ndarray of a plain dtype (kind 'V', structured, is not supported)"),
+            Value::Array(_) => {
+                return Err("an ndarray of a plain dtype (kind 'V', structured, is not supported)")
+            }
             _ => return Err("a str dtype"),
         };
         let (dtype, big) = DType::parse(dtype)?;

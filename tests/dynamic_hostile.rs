@@ -50,17 +50,21 @@ fn server_with_stack(stack: usize) -> TestServer {
         Ok(a.get::<f64>("x")?.powf(a.get::<f64>("y")?))
     });
     let t = Module::new()
-        .function("echo", Params::new().req("x"), |a| Ok(a.value("x").cloned().unwrap_or_default()))
+        .function("echo", Params::new().req("x"), |a| {
+            Ok(a.value("x").cloned().unwrap_or_default())
+        })
         .function("range", Params::new().req("n"), |a| {
-        Ok((0..a.get::<i64>("n")?).collect::<Vec<_>>())
-    });
+            Ok((0..a.get::<i64>("n")?).collect::<Vec<_>>())
+        });
     let space = Space::builder().root("math", math).root("t", t).build();
     let builder = framerpc::Server::builder().stack_size(stack);
     serve_with(builder, space.install(Router::new()).unwrap())
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+    s.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -68,15 +72,16 @@ fn documented_example_request_and_reply() {
     // docs/DYNAMIC.md: math.pow(3, 2) into handle 1, fetch handle 1.
     let s = server();
     let mut sock = raw(s.addr());
-    let frame = hex(
-        "18 00 00 00 01 00 10 ff 01 00 00 00 \
-         93 90 91 95 01 01 92 a4 6d 61 74 68 92 00 a3 70 6f 77 92 03 02 80 91 01",
-    );
+    let frame = hex("18 00 00 00 01 00 10 ff 01 00 00 00 \
+         93 90 91 95 01 01 92 a4 6d 61 74 68 92 00 a3 70 6f 77 92 03 02 80 91 01");
     std::io::Write::write_all(&mut sock, &frame).unwrap();
     let (h, p) = recv(&mut sock).unwrap();
     let mut got = h.to_bytes().to_vec();
     got.extend(&p);
-    assert_eq!(got, hex("09 00 00 00 02 00 10 ff 01 00 00 00 cb 40 22 00 00 00 00 00 00"));
+    assert_eq!(
+        got,
+        hex("09 00 00 00 02 00 10 ff 01 00 00 00 cb 40 22 00 00 00 00 00 00")
+    );
 }
 
 #[test]
@@ -87,7 +92,13 @@ fn partial_fetch_sends_only_that_part() {
     let call = hex("93 90 91 95 01 01 92 a1 74 92 00 a5 72 61 6e 67 65 91 cd 03 e8 80 c0");
     send(&mut sock, Kind::Notify, DYN, 0, &call);
     // CALL: [[], [], [1, [1, 7]]]  -> handle 1, index 7
-    send(&mut sock, Kind::Call, DYN, 9, &hex("93 90 90 92 01 92 01 07"));
+    send(
+        &mut sock,
+        Kind::Call,
+        DYN,
+        9,
+        &hex("93 90 90 92 01 92 01 07"),
+    );
     let (h, p) = recv(&mut sock).unwrap();
     assert_eq!((h.kind, h.id), (Kind::Reply, 9));
     assert_eq!(p, [0x07], "one element, not the array of 1000");
@@ -114,7 +125,10 @@ fn hostile_requests_get_bad_payload_and_the_connection_lives() {
         ("10,000 levels of nesting", deep),
         ("10,000 levels inside an argument", deep_arg),
         ("trailing bytes", hex("93 90 90 c0 c0")),
-        ("slot out of range", hex("93 90 91 95 01 00 91 a1 74 90 80 c0")),
+        (
+            "slot out of range",
+            hex("93 90 91 95 01 00 91 a1 74 90 80 c0"),
+        ),
     ];
     LARGEST.store(0, Ordering::Relaxed);
     for (i, (what, payload)) in cases.iter().enumerate() {

@@ -14,7 +14,8 @@ use framerpc::{Client, Command, Error, Router, Server};
 use ndarray::{s, Array1, Array2, ArrayD, IxDyn, ShapeBuilder};
 
 const ECHO_RAW: Command<RawArray, RawArray> = Command::new(1, "echo_raw", &NDARRAY, &NDARRAY);
-const ECHO_F32: Command<ArrayD<f32>, ArrayD<f32>> = Command::new(2, "echo_f32", &ARRAY_F32, &ARRAY_F32);
+const ECHO_F32: Command<ArrayD<f32>, ArrayD<f32>> =
+    Command::new(2, "echo_f32", &ARRAY_F32, &ARRAY_F32);
 
 struct Both {
     f: Fixture,
@@ -46,7 +47,12 @@ where
         let back: ArrayD<T> = echo.call((&a,)).materialize().unwrap();
         assert_eq!(back, a, "dynamic {:?} {shape:?}", T::DTYPE);
         let raw = typed.call(&ECHO_RAW, &RawArray::from_array(&a)).unwrap();
-        assert_eq!(raw.to_array::<T>().unwrap(), a, "codec {:?} {shape:?}", T::DTYPE);
+        assert_eq!(
+            raw.to_array::<T>().unwrap(),
+            a,
+            "codec {:?} {shape:?}",
+            T::DTYPE
+        );
     }
 }
 
@@ -81,7 +87,11 @@ fn non_contiguous_inputs_cross_in_c_order() {
     for view in [transposed.to_owned(), strided.to_owned(), fortran.clone()] {
         assert!(!view.is_standard_layout() || view == strided.to_owned());
     }
-    for (name, v) in [("transposed", transposed), ("strided", strided), ("fortran", fortran.view())] {
+    for (name, v) in [
+        ("transposed", transposed),
+        ("strided", strided),
+        ("fortran", fortran.view()),
+    ] {
         let back: Array2<i32> = echo.call((&v,)).materialize().unwrap();
         assert_eq!(back, v, "{name}");
         let raw = RawArray::from_array(&v);
@@ -94,7 +104,10 @@ fn non_contiguous_inputs_cross_in_c_order() {
 }
 
 fn hex(s: &str) -> Bytes {
-    s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect::<Vec<_>>().into()
+    s.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect::<Vec<_>>()
+        .into()
 }
 
 #[test]
@@ -105,8 +118,15 @@ fn bytes_as_numpy_and_msgpack_numpy_write_them() {
          c4 05 73 68 61 70 65 92 02 03 c4 04 64 61 74 61 c4 0c 00 00 01 00 02 00 03 00 04 00 05 00",
     );
     let a: Array2<i16> = FromValue::from_value(Value::decode(i2.clone()).unwrap()).unwrap();
-    assert_eq!(a, Array2::from_shape_vec((2, 3), vec![0, 1, 2, 3, 4, 5]).unwrap());
-    assert_eq!(Value::from(&a).to_bytes(), i2, "we write what msgpack-numpy writes");
+    assert_eq!(
+        a,
+        Array2::from_shape_vec((2, 3), vec![0, 1, 2, 3, 4, 5]).unwrap()
+    );
+    assert_eq!(
+        Value::from(&a).to_bytes(),
+        i2,
+        "we write what msgpack-numpy writes"
+    );
 
     // msgpack_numpy.packb(np.array([True, False, True]))
     let b1 = hex(
@@ -150,9 +170,23 @@ fn the_server_refuses_pickled_arrays_with_a_clear_error() {
         (key("shape"), Value::from(vec![1])),
         (key("data"), Value::Bin(Bytes::from_static(b"\x80\x04\x95"))),
     ]);
-    let r = s.root("np").method("total", (pickled,)).materialize::<f64>();
-    let Err(Error::Remote { message, .. }) = r else { panic!("{r:?}") };
-    assert!(message.contains("kind 'O'") && message.contains("never unpickles"), "{message}");
+    let r = s
+        .root("np")
+        .method("total", (pickled,))
+        .materialize::<f64>();
+    let Err(Error::Remote { message, .. }) = r else {
+        panic!("{r:?}")
+    };
+    assert!(
+        message.contains("kind 'O'") && message.contains("never unpickles"),
+        "{message}"
+    );
     let ok = Array1::from(vec![1.0, 2.0, 3.5]);
-    assert_eq!(s.root("np").method("total", (&ok,)).materialize::<f64>().unwrap(), 6.5);
+    assert_eq!(
+        s.root("np")
+            .method("total", (&ok,))
+            .materialize::<f64>()
+            .unwrap(),
+        6.5
+    );
 }

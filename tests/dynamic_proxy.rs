@@ -51,7 +51,11 @@ fn twenty_chained_calls_and_one_materialize_cost_one_round_trip() {
     let after = f.space.stats();
     assert_eq!(after.round_trips - before.round_trips, 1);
     assert_eq!(after.calls - before.calls, 20);
-    assert_eq!(after.messages - before.messages, 21, "20 one-way calls and one CALL");
+    assert_eq!(
+        after.messages - before.messages,
+        21,
+        "20 one-way calls and one CALL"
+    );
 }
 
 #[test]
@@ -94,7 +98,11 @@ fn a_failed_call_poisons_its_dependents_with_the_original_error() {
         assert_eq!(code, ErrorCode(1001), "{msg}");
         assert!(msg.contains("t.fail()") && msg.contains("boom"), "{msg}");
     }
-    assert_eq!(ok.materialize::<i64>().unwrap(), 2, "unrelated calls are unaffected");
+    assert_eq!(
+        ok.materialize::<i64>().unwrap(),
+        2,
+        "unrelated calls are unaffected"
+    );
     s.sync().unwrap();
 }
 
@@ -104,26 +112,55 @@ fn clear_errors_for_every_mistake() {
     let (_c, s) = f.session();
     let t = s.root("t");
     let cases: Vec<(Proxy, &str)> = vec![
-        (t.method("inc", (1, 2)), "wrong arity: t.inc() takes 1 positional argument but 2 were given"),
+        (
+            t.method("inc", (1, 2)),
+            "wrong arity: t.inc() takes 1 positional argument but 2 were given",
+        ),
         (t.method("inc", ()), "missing required argument 'x'"),
-        (t.method("inc", Args::new().kw("y", 1)), "unexpected keyword argument 'y'"),
-        (t.method("inc", Args::new().arg(1).kw("x", 1)), "multiple values for argument 'x'"),
+        (
+            t.method("inc", Args::new().kw("y", 1)),
+            "unexpected keyword argument 'y'",
+        ),
+        (
+            t.method("inc", Args::new().arg(1).kw("x", 1)),
+            "multiple values for argument 'x'",
+        ),
         (t.method("nope", ()), "unknown attribute 'nope' on t"),
         (t.attr("nope"), "unknown attribute 'nope' on t"),
         (s.root("secret"), "unknown root 'secret'"),
-        (t.method("value", ()), "not callable: t.value is a int value"),
+        (
+            t.method("value", ()),
+            "not callable: t.value is a int value",
+        ),
         (t.method("inc", ("x",)), "argument 'x': expected an integer"),
-        (t.method("counter", ()).method("explode", ()), "motor stalled"),
-        (t.method("counter", ()).method("add", ("a",)), "argument 'k'"),
+        (
+            t.method("counter", ()).method("explode", ()),
+            "motor stalled",
+        ),
+        (
+            t.method("counter", ()).method("add", ("a",)),
+            "argument 'k'",
+        ),
         (t.method("range", (3,)).index(7), "index 7 out of range"),
-        (t.method("counter", ()).attr("__class__"), "unknown attribute '__class__'"),
+        (
+            t.method("counter", ()).attr("__class__"),
+            "unknown attribute '__class__'",
+        ),
     ];
     for (p, want) in cases {
         let (_, msg) = remote_err(p.materialize::<Value>());
         assert!(msg.contains(want), "{msg:?} should contain {want:?}");
     }
-    let (code, msg) = remote_err(t.method("counter", ()).method("explode", ()).materialize::<i64>());
-    assert_eq!(code, ErrorCode(1002), "the method's own code is kept: {msg}");
+    let (code, msg) = remote_err(
+        t.method("counter", ())
+            .method("explode", ())
+            .materialize::<i64>(),
+    );
+    assert_eq!(
+        code,
+        ErrorCode(1002),
+        "the method's own code is kept: {msg}"
+    );
     let (code, msg) = remote_err(t.method("boom", ()).materialize::<i64>());
     assert_eq!(code, ErrorCode::PANIC);
     assert!(msg.contains("kaboom"), "{msg}");
@@ -136,13 +173,25 @@ fn parameters_defaults_and_keywords() {
     let f = fixture();
     let (_c, s) = f.session();
     let t = s.root("t");
-    assert_eq!(t.method("pair", (1,)).materialize::<(i64, i64)>().unwrap(), (1, 10));
+    assert_eq!(
+        t.method("pair", (1,)).materialize::<(i64, i64)>().unwrap(),
+        (1, 10)
+    );
     let p = t.method("pair", Args::new().kw("b", 2).kw("a", 1));
     assert_eq!(p.materialize::<Vec<i64>>().unwrap(), vec![1, 2]);
-    let m: BTreeMap<String, i64> = t.method("kw", Args::new().arg(1).kw("x", 2).kw("y", 3)).materialize().unwrap();
-    assert_eq!(m, BTreeMap::from([("a".into(), 1), ("x".into(), 2), ("y".into(), 3)]));
+    let m: BTreeMap<String, i64> = t
+        .method("kw", Args::new().arg(1).kw("x", 2).kw("y", 3))
+        .materialize()
+        .unwrap();
+    assert_eq!(
+        m,
+        BTreeMap::from([("a".into(), 1), ("x".into(), 2), ("y".into(), 3)])
+    );
     assert_eq!(t.attr("value").materialize::<i64>().unwrap(), 42);
-    assert_eq!(t.attr("path").attr("sep").materialize::<String>().unwrap(), "/");
+    assert_eq!(
+        t.attr("path").attr("sep").materialize::<String>().unwrap(),
+        "/"
+    );
     let echo: Option<String> = t.method("echo", (Value::Nil,)).materialize().unwrap();
     assert_eq!(echo, None);
 }
@@ -154,8 +203,18 @@ fn proxies_as_arguments_and_objects_stay_remote() {
     let t = s.root("t");
     let c = t.method("counter", (5,));
     c.method("add", (2,));
-    assert_eq!(t.method("read_counter", (&c,)).materialize::<i64>().unwrap(), 7);
-    assert_eq!(t.method("inc", (t.attr("value"),)).materialize::<i64>().unwrap(), 43);
+    assert_eq!(
+        t.method("read_counter", (&c,))
+            .materialize::<i64>()
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        t.method("inc", (t.attr("value"),))
+            .materialize::<i64>()
+            .unwrap(),
+        43
+    );
     assert_eq!(c.attr("n").materialize::<i64>().unwrap(), 7);
     // Materializing an object gives a proxy, usable like any other.
     let v = c.method("child", ()).materialize::<Value>().unwrap();
@@ -164,7 +223,11 @@ fn proxies_as_arguments_and_objects_stay_remote() {
     assert_eq!(child.method("add", (1,)).materialize::<i64>().unwrap(), 71);
     let p: Proxy = c.materialize().unwrap();
     assert_eq!(p.attr("n").materialize::<i64>().unwrap(), 7);
-    assert!(!t.method("inc", (1,)).materialize::<Value>().unwrap().is_proxy());
+    assert!(!t
+        .method("inc", (1,))
+        .materialize::<Value>()
+        .unwrap()
+        .is_proxy());
 }
 
 #[test]
@@ -195,7 +258,10 @@ fn handles_are_released_on_drop_and_on_disconnect() {
     s.sync().unwrap();
     assert_eq!(f.space.handle_count(), 5);
     c.close();
-    assert!(f.space.wait_no_connections(T), "the table is freed at disconnect");
+    assert!(
+        f.space.wait_no_connections(T),
+        "the table is freed at disconnect"
+    );
     assert_eq!(f.space.handle_count(), 0);
     drop(keep);
 }
@@ -208,9 +274,14 @@ fn the_handle_table_has_a_bound() {
     let kept: Vec<Proxy> = (0..8).map(|i| t.method("inc", (i,))).collect();
     let over = t.method("inc", (100,));
     let (_, msg) = remote_err(over.materialize::<i64>());
-    assert!(msg.contains("handle table full") && msg.contains("8 handles"), "{msg}");
+    assert!(
+        msg.contains("handle table full") && msg.contains("8 handles"),
+        "{msg}"
+    );
     let dependent = t.method("inc", (&over,));
-    assert!(remote_err(dependent.materialize::<i64>()).1.contains("handle table full"));
+    assert!(remote_err(dependent.materialize::<i64>())
+        .1
+        .contains("handle table full"));
     drop((kept, over, dependent));
     assert_eq!(t.method("inc", (1,)).materialize::<i64>().unwrap(), 2);
 }

@@ -211,8 +211,12 @@ impl Value {
             Self::Str(s) if s.len() > 64 => write!(f, "<str of {} bytes>", s.len()),
             Self::Str(s) => write!(f, "{s:?}"),
             Self::Bin(b) => write!(f, "<{} bytes>", b.len()),
-            Self::Array(a) if depth >= SHOW_DEPTH || a.len() > 8 => write!(f, "[<{} items>]", a.len()),
-            Self::Map(m) if depth >= SHOW_DEPTH || m.len() > 8 => write!(f, "{{<{} entries>}}", m.len()),
+            Self::Array(a) if depth >= SHOW_DEPTH || a.len() > 8 => {
+                write!(f, "[<{} items>]", a.len())
+            }
+            Self::Map(m) if depth >= SHOW_DEPTH || m.len() > 8 => {
+                write!(f, "{{<{} entries>}}", m.len())
+            }
             Self::Array(a) => {
                 f.write_str("[")?;
                 for (i, v) in a.iter().enumerate() {
@@ -457,7 +461,11 @@ fn read_value(src: &mut Bytes, max: usize) -> Result<Value, DecodeError> {
             Start::Map(n) => {
                 check_count(src, n, 2)?;
                 if n > 0 {
-                    stack.push(Open::Map(Vec::with_capacity((n as usize).min(2048)), None, n));
+                    stack.push(Open::Map(
+                        Vec::with_capacity((n as usize).min(2048)),
+                        None,
+                        n,
+                    ));
                     continue;
                 }
                 Value::Map(Vec::new())
@@ -473,7 +481,9 @@ fn read_value(src: &mut Bytes, max: usize) -> Result<Value, DecodeError> {
                     if *left > 0 {
                         break;
                     }
-                    let Some(Open::Array(items, _)) = stack.pop() else { unreachable!() };
+                    let Some(Open::Array(items, _)) = stack.pop() else {
+                        unreachable!()
+                    };
                     v = Value::Array(items);
                 }
                 Some(Open::Map(pairs, key, left)) => {
@@ -486,7 +496,9 @@ fn read_value(src: &mut Bytes, max: usize) -> Result<Value, DecodeError> {
                     if *left > 0 {
                         break;
                     }
-                    let Some(Open::Map(pairs, ..)) = stack.pop() else { unreachable!() };
+                    let Some(Open::Map(pairs, ..)) = stack.pop() else {
+                        unreachable!()
+                    };
                     v = Value::Map(pairs);
                 }
             }

@@ -50,11 +50,17 @@ pub fn counter_class() -> Class<Counter> {
             Ok(c.n)
         })
         .method("child", Params::new(), |c: &mut Counter, _| {
-            Ok(Item::Object(counter_class().instance(Counter { n: c.n * 10 })))
+            Ok(Item::Object(
+                counter_class().instance(Counter { n: c.n * 10 }),
+            ))
         })
-        .method("explode", Params::new(), |_: &mut Counter, _| -> Result<i64, HandlerError> {
-            Err(HandlerError::with_code(1002, "motor stalled"))
-        })
+        .method(
+            "explode",
+            Params::new(),
+            |_: &mut Counter, _| -> Result<i64, HandlerError> {
+                Err(HandlerError::with_code(1002, "motor stalled"))
+            },
+        )
         .attr("n", |c: &Counter| c.n)
         .build()
 }
@@ -68,13 +74,23 @@ pub fn test_module(log: Arc<Mutex<Vec<i64>>>) -> Module {
             log.lock().push(x);
             Ok(x)
         })
-        .function("inc", Params::new().req("x"), |a| Ok(a.get::<i64>("x")? + 1))
-        .function("echo", Params::new().req("x"), |a| Ok(a.value("x").cloned().unwrap_or_default()))
+        .function(
+            "inc",
+            Params::new().req("x"),
+            |a| Ok(a.get::<i64>("x")? + 1),
+        )
+        .function("echo", Params::new().req("x"), |a| {
+            Ok(a.value("x").cloned().unwrap_or_default())
+        })
         .function("pair", Params::new().req("a").opt("b", 10), |a| {
-            Ok(Value::Array(vec![a.value("a").cloned().unwrap_or_default(), a.value("b").cloned().unwrap_or_default()]))
+            Ok(Value::Array(vec![
+                a.value("a").cloned().unwrap_or_default(),
+                a.value("b").cloned().unwrap_or_default(),
+            ]))
         })
         .function("kw", Params::new().req("a").var_kwargs(), |a| {
-            let mut m: Vec<(Value, Value)> = vec![("a".into(), a.value("a").cloned().unwrap_or_default())];
+            let mut m: Vec<(Value, Value)> =
+                vec![("a".into(), a.value("a").cloned().unwrap_or_default())];
             for (k, v) in a.extra_kwargs() {
                 if let Item::Data(v) = v {
                     m.push((k.as_str().into(), v.clone()));
@@ -82,15 +98,25 @@ pub fn test_module(log: Arc<Mutex<Vec<i64>>>) -> Module {
             }
             Ok(Value::Map(m))
         })
-        .function("fail", Params::new().req("msg"), |a| -> Result<i64, HandlerError> {
-            Err(HandlerError::with_code(1001, a.get::<String>("msg")?))
+        .function(
+            "fail",
+            Params::new().req("msg"),
+            |a| -> Result<i64, HandlerError> {
+                Err(HandlerError::with_code(1001, a.get::<String>("msg")?))
+            },
+        )
+        .function("boom", Params::new(), |_| -> Result<i64, HandlerError> {
+            panic!("kaboom")
         })
-        .function("boom", Params::new(), |_| -> Result<i64, HandlerError> { panic!("kaboom") })
-        .function("range", Params::new().req("n"), |a| Ok((0..a.get::<i64>("n")?).collect::<Vec<_>>()))
+        .function("range", Params::new().req("n"), |a| {
+            Ok((0..a.get::<i64>("n")?).collect::<Vec<_>>())
+        })
         .function("counter", Params::new().opt("start", 0), move |a| {
             Ok(counter.instance(Counter { n: a.get("start")? }))
         })
-        .function("read_counter", Params::new().req("c"), |a| a.with_object("c", |c: &mut Counter| c.n))
+        .function("read_counter", Params::new().req("c"), |a| {
+            a.with_object("c", |c: &mut Counter| c.n)
+        })
         .module("path", Module::new().constant("sep", "/"))
 }
 
