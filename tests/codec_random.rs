@@ -83,9 +83,13 @@ fn schemas_name_themselves() {
 fn decode_vec_count_exceeds_remaining_without_allocating() {
     let e = decode_all(&VecOf(U64), Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])).unwrap_err();
     assert_eq!(e, DecodeError::Truncated { needed: 0xffff_ffff * 8, remaining: 0 });
-    // A count of zero-size items can never outrun the payload either.
+    // Zero-byte items are capped, whatever follows the vec.
     let e = decode_all(&VecOf(UNIT), Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])).unwrap_err();
-    assert!(matches!(e, DecodeError::Truncated { .. }));
+    assert!(matches!(e, DecodeError::Invalid(_)));
+    let three = encode_to_vec(&VecOf(UNIT), &vec![(); 3]);
+    assert_eq!(decode_all(&VecOf(UNIT), Bytes::from(three)).unwrap(), vec![(); 3]);
+    let max = encode_to_vec(&VecOf(UNIT), &vec![(); MAX_EMPTY_ITEMS as usize]);
+    assert_eq!(decode_all(&VecOf(UNIT), Bytes::from(max)).unwrap().len(), 65_536);
 }
 
 #[test]

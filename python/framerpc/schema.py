@@ -24,6 +24,9 @@ import struct
 
 from .errors import DecodeError, EncodeError, SchemaError
 
+# A vec of items that take no bytes (vec<unit>) holds at most this many.
+MAX_EMPTY_ITEMS = 65536
+
 try:  # numpy is optional
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised without numpy
@@ -297,11 +300,14 @@ class Vec(Codec):
         (n,) = _U32.unpack_from(mv, pos)
         pos += 4
         ml = self.item.min_len
-        # as the Rust decoder: n items need n * max(min_len, 1) bytes, so even
-        # a vec<unit> count is bounded by the bytes that remain
-        if n * max(ml, 1) > len(mv) - pos:
+        # as the Rust decoder: n items need n * min_len bytes; items that can
+        # take no bytes at all (vec<unit>) are capped at MAX_EMPTY_ITEMS
+        if ml == 0:
+            if n > MAX_EMPTY_ITEMS:
+                raise DecodeError(f"{self.schema} count {n} exceeds {MAX_EMPTY_ITEMS} zero-byte items")
+        elif n * ml > len(mv) - pos:
             raise DecodeError(
-                f"{self.schema} count {n} needs at least {n * max(ml, 1)} byte(s), {len(mv) - pos} remain")
+                f"{self.schema} count {n} needs at least {n * ml} byte(s), {len(mv) - pos} remain")
         if self.num:
             fmt = f"{self.end}{n}{self.code}"
             return list(struct.unpack_from(fmt, mv, pos)), pos + n * ml

@@ -8,6 +8,9 @@ use crate::error::DecodeError;
 /// Never preallocate more than this from a count read off the wire.
 const PREALLOC_MAX: usize = 64 * 1024;
 
+/// The most items a `vec` of zero-byte items (`vec<unit>`) may hold.
+pub const MAX_EMPTY_ITEMS: u64 = 65_536;
+
 fn put_len(dst: &mut BytesMut, n: usize) {
     // Frames are limited to u32 payloads, so a longer item cannot be sent.
     dst.put_u32_le(u32::try_from(n).unwrap_or(u32::MAX));
@@ -91,8 +94,9 @@ impl Codec for UnitCodec {
 /// `vec<C>`: `u32` count, then the items.
 ///
 /// A count is refused before any allocation when `count * C::min_len()`
-/// exceeds the bytes that remain (an item that takes no bytes counts as
-/// one, so a count can never outrun the payload), and capacity is clamped.
+/// exceeds the bytes that remain, and capacity is clamped. Items that can
+/// take no bytes at all (`vec<unit>`) are capped at [`MAX_EMPTY_ITEMS`],
+/// whatever follows the vec, so decoding never depends on context.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VecOf<C>(pub C);
 
@@ -106,13 +110,19 @@ impl<C: Codec> Codec for VecOf<C> {
     }
     fn decode(&self, src: &mut Bytes) -> Result<Vec<C::Value>, DecodeError> {
         let count = read_len(src)?;
-        let item_min = self.0.min_len().max(1) as u64;
-        let needed = count * item_min; // u32 * usize-sized: no overflow in u64 for sane min_len
-        if needed > src.len() as u64 {
-            return Err(DecodeError::Truncated {
-                needed,
-                remaining: src.len() as u64,
-            });
+        let item_min = self.0.min_len() as u64;
+        if item_min == 0 {
+            if count > MAX_EMPTY_ITEMS {
+                return Err(DecodeError::Invalid("too many zero-byte items in a vec"));
+            }
+        } else {
+            let needed = count.saturating_mul(item_min);
+            if needed > src.len() as u64 {
+                return Err(DecodeError::Truncated {
+                    needed,
+                    remaining: src.len() as u64,
+                });
+            }
         }
         let item_size = std::mem::size_of::<C::Value>().max(1);
         let cap = (count as usize).min(PREALLOC_MAX / item_size);
