@@ -38,9 +38,17 @@ fn start(addr: SocketAddr, calls: &Arc<AtomicU32>) -> Running {
             let _ = release_rx.recv_timeout(Duration::from_secs(30));
             Ok(())
         });
-        let b = Server::builder().grace(Duration::from_millis(50)).token(TOKEN);
+        let b = Server::builder()
+            .grace(Duration::from_millis(50))
+            .token(TOKEN);
         match b.bind(addr, router) {
-            Ok(server) => return Running { server, started, _release: release },
+            Ok(server) => {
+                return Running {
+                    server,
+                    started,
+                    _release: release,
+                }
+            }
             // The port can take a moment to be free again.
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("{e}"),
@@ -59,12 +67,24 @@ fn policy(outage: Outage) -> Reconnect {
 fn token_is_required_on_raw_tcp() {
     let calls = Arc::new(AtomicU32::new(0));
     let run = start("127.0.0.1:0".parse().unwrap(), &calls);
-    let e = Client::connect(run.server.local_addr()).unwrap().call(&ADD_2_WORDS, &(1, 2)).unwrap_err();
-    assert!(e.code() == Some(ErrorCode::UNAUTHORIZED) || e.is_disconnect(), "{e}");
-    let e = Client::builder().token("s3cret-tokeN").connect(run.server.local_addr()).unwrap_err();
+    let e = Client::connect(run.server.local_addr())
+        .unwrap()
+        .call(&ADD_2_WORDS, &(1, 2))
+        .unwrap_err();
+    assert!(
+        e.code() == Some(ErrorCode::UNAUTHORIZED) || e.is_disconnect(),
+        "{e}"
+    );
+    let e = Client::builder()
+        .token("s3cret-tokeN")
+        .connect(run.server.local_addr())
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UNAUTHORIZED), "{e}");
     assert!(!e.to_string().contains(TOKEN));
-    let c = Client::builder().token(TOKEN).connect(run.server.local_addr()).unwrap();
+    let c = Client::builder()
+        .token(TOKEN)
+        .connect(run.server.local_addr())
+        .unwrap();
     assert_eq!(c.call(&ADD_2_WORDS, &(1, 2)).unwrap(), 3);
 }
 
@@ -73,7 +93,12 @@ fn reconnects_after_restart_and_never_replays_calls_in_flight() {
     let calls = Arc::new(AtomicU32::new(0));
     let run = start("127.0.0.1:0".parse().unwrap(), &calls);
     let addr = run.server.local_addr();
-    let c = Client::builder().token(TOKEN).timeout(T).reconnect(policy(Outage::Wait)).connect(addr).unwrap();
+    let c = Client::builder()
+        .token(TOKEN)
+        .timeout(T)
+        .reconnect(policy(Outage::Wait))
+        .connect(addr)
+        .unwrap();
     assert_eq!(c.call(&ADD_2_WORDS, &(1, 2)).unwrap(), 3);
     let c2 = c.clone();
     let in_flight = std::thread::spawn(move || c2.call(&BLOCK, &()));
@@ -86,7 +111,11 @@ fn reconnects_after_restart_and_never_replays_calls_in_flight() {
     // Wait mode: this call waits for the reconnect, within its timeout.
     assert_eq!(c.call(&ADD_2_WORDS, &(2, 3)).unwrap(), 5);
     assert_eq!(c.generation(), 1);
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the call in flight was replayed");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the call in flight was replayed"
+    );
     drop(run);
 }
 
@@ -95,7 +124,12 @@ fn fail_fast_mode_fails_at_once_during_the_outage() {
     let calls = Arc::new(AtomicU32::new(0));
     let run = start("127.0.0.1:0".parse().unwrap(), &calls);
     let addr = run.server.local_addr();
-    let c = Client::builder().token(TOKEN).timeout(T).reconnect(policy(Outage::FailFast)).connect(addr).unwrap();
+    let c = Client::builder()
+        .token(TOKEN)
+        .timeout(T)
+        .reconnect(policy(Outage::FailFast))
+        .connect(addr)
+        .unwrap();
     assert_eq!(c.call(&ADD_2_WORDS, &(1, 2)).unwrap(), 3);
     drop(run);
     eventually("disconnect seen", || !c.is_connected());
@@ -126,4 +160,64 @@ fn gives_up_after_max_attempts() {
     let e = c.call(&ADD_2_WORDS, &(1, 2)).unwrap_err();
     assert!(matches!(e, Error::Disconnected), "{e:?}");
     assert!(start_call.elapsed() < Duration::from_secs(10));
+}
+
+/// Remote objects live in the connection that made them: after a
+/// reconnect, an old proxy gives a clear error instead of reaching
+/// whatever a new connection's handle with the same number would be.
+#[cfg(feature = "msgpack")]
+#[test]
+fn proxies_from_before_a_reconnect_fail_clearly() {
+    use framerpc::dynamic::{Class, Module, Params, Session, Space};
+
+    struct Counter(i64);
+    fn serve_space(addr: SocketAddr) -> Server {
+        let class = Class::<Counter>::builder("Counter")
+            .method("add", Params::new().req("n"), |c: &mut Counter, a| {
+                c.0 += a.get::<i64>("n")?;
+                Ok(c.0)
+            })
+            .build();
+        let m = Module::new().function("counter", Params::new(), move |_| {
+            Ok(class.instance(Counter(0)))
+        });
+        let space = Space::builder().root("m", m).build();
+        let deadline = Instant::now() + T;
+        loop {
+            let router = space.install(framerpc::Router::new()).unwrap();
+            match Server::builder()
+                .grace(Duration::from_millis(50))
+                .bind(addr, router)
+            {
+                Ok(s) => return s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let server = serve_space("127.0.0.1:0".parse().unwrap());
+    let addr = server.local_addr();
+    let c = Client::builder()
+        .timeout(T)
+        .reconnect(policy(Outage::Wait))
+        .connect(addr)
+        .unwrap();
+    let old = Session::new(&c);
+    let counter = old.root("m").method("counter", ());
+    assert_eq!(counter.method("add", (2,)).materialize::<i64>().unwrap(), 2);
+    drop(server);
+    let _server = serve_space(addr);
+    // A new session on the reconnected client works...
+    eventually("reconnected", || c.ping(b"").is_ok());
+    let fresh = Session::new(&c);
+    let other = fresh.root("m").method("counter", ());
+    assert_eq!(other.method("add", (5,)).materialize::<i64>().unwrap(), 5);
+    // ...while the old proxy does not reach the new connection's objects.
+    let e = counter
+        .method("add", (1,))
+        .materialize::<i64>()
+        .unwrap_err();
+    assert!(e.to_string().contains("disconnected"), "{e}");
 }
