@@ -11,7 +11,7 @@
 mod greet;
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -343,6 +343,8 @@ fn msgpack_cases() -> Vec<Case> {
 
 #[cfg(feature = "ws")]
 fn ws_cases() -> Vec<Case> {
+    use std::io::Read;
+
     fn upgrade(a: SocketAddr, head: &str) -> String {
         let mut s = raw(a);
         let _ = s.write_all(head.as_bytes());
