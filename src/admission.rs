@@ -222,6 +222,24 @@ impl Admission {
         }
     }
 
+    /// Where the holder of queue place `ticket` stands, in words: the
+    /// holders (peer, for how long) and the place in the queue. What the
+    /// `queue` built-in command answers to a waiting connection.
+    pub fn describe(&self, ticket: u64) -> String {
+        let s = self.state.lock();
+        if s.holders.iter().any(|h| h.ticket == ticket) {
+            return "admitted".into();
+        }
+        let position = s.queue.iter().position(|t| *t == ticket);
+        let mut text = self.refusal(&s, position, None).message;
+        if position.is_some() {
+            text = text
+                .replacen("busy: ", "waiting for admission: ", 1)
+                .replace("; was number", "; number");
+        }
+        text
+    }
+
     fn refusal(&self, s: &State, position: Option<usize>, waited: Option<Duration>) -> Refusal {
         let mut message = format!("busy: {} of {} users active", s.holders.len(), self.max);
         for h in s.holders.iter().take(4) {
@@ -284,6 +302,13 @@ pub struct Ticket {
     done: bool,
 }
 
+impl Ticket {
+    /// The ticket's number (admission order).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket").field("id", &self.id).finish()
@@ -312,6 +337,13 @@ impl fmt::Debug for Permit {
         f.debug_struct("Permit")
             .field("ticket", &self.ticket)
             .finish()
+    }
+}
+
+impl Permit {
+    /// The number of the queue place this permit was taken with.
+    pub fn ticket(&self) -> u64 {
+        self.ticket
     }
 }
 

@@ -162,7 +162,16 @@ pub(crate) struct Conn {
     closed: AtomicBool,
     /// The admission queue place taken when the connection arrived.
     pub ticket: Mutex<Option<crate::admission::Ticket>>,
+    /// The queue place this connection holds or waits with, plus one
+    /// (0: none yet), for the `queue` built-in.
+    pub place: AtomicU64,
+    /// Caller side: the peer said this connection is admitted (or has no
+    /// limit), so a timeout need not ask again.
+    admitted_seen: AtomicBool,
 }
+
+/// How long a timed-out caller waits for the `queue` answer.
+const QUEUE_ASK: Duration = Duration::from_millis(250);
 
 thread_local! {
     static CALL_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::with_capacity(512));
@@ -202,6 +211,8 @@ impl Conn {
             shutting_down: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             ticket: Mutex::new(None),
+            place: AtomicU64::new(0),
+            admitted_seen: AtomicBool::new(false),
         }
     }
 
@@ -297,8 +308,34 @@ impl Conn {
                     command: name.into(),
                     id,
                     after: timeout,
+                    server: if cmd == builtin::QUEUE {
+                        None
+                    } else {
+                        self.queue_state()
+                    },
                 })
             }
+        }
+    }
+
+    /// After a timeout: asks the peer (briefly) where this connection
+    /// stands in its admission queue, so the error can name the holder.
+    /// Only when the peer has an admission limit and this connection has
+    /// never been admitted: the answer is then worth the round trip.
+    fn queue_state(&self) -> Option<Box<str>> {
+        if self.admitted_seen.load(Ordering::Relaxed) {
+            return None;
+        }
+        let frame = self
+            .call_frame(builtin::QUEUE, "queue", Some(QUEUE_ASK), |_| {})
+            .ok()?;
+        let text = String::from_utf8_lossy(&reply_payload(frame).ok()?).into_owned();
+        match text.as_str() {
+            "admitted" | "no admission limit" => {
+                self.admitted_seen.store(true, Ordering::Relaxed);
+                None
+            }
+            _ => Some(text.into()),
         }
     }
 
@@ -422,7 +459,21 @@ impl Conn {
             builtin::LIST => {
                 if answer {
                     let router = self.services.router.as_deref();
-                    self.send_with(Kind::Reply, h.cmd, h.id, |b| builtin::encode_list(router, b))?;
+                    self.send_with(Kind::Reply, h.cmd, h.id, |b| {
+                        builtin::encode_list(router, b)
+                    })?;
+                }
+                return Ok(());
+            }
+            builtin::QUEUE => {
+                if answer {
+                    let text = match (&self.services.admission, self.place.load(Ordering::Acquire))
+                    {
+                        (None, _) => "no admission limit".to_owned(),
+                        (Some(_), 0) => "not queued".to_owned(),
+                        (Some(a), place) => a.describe(place - 1),
+                    };
+                    self.send_with(Kind::Reply, h.cmd, h.id, |b| b.put_slice(text.as_bytes()))?;
                 }
                 return Ok(());
             }
@@ -448,7 +499,12 @@ impl Conn {
         }
         if self.shutting_down.load(Ordering::Relaxed) {
             if answer {
-                self.send_error(h.cmd, h.id, ErrorCode::SHUTTING_DOWN, "server is shutting down");
+                self.send_error(
+                    h.cmd,
+                    h.id,
+                    ErrorCode::SHUTTING_DOWN,
+                    "server is shutting down",
+                );
             }
             return Ok(());
         }

@@ -196,6 +196,10 @@ pub enum Error {
         id: u32,
         /// The deadline that ran out.
         after: Duration,
+        /// What the server said of this connection's admission when the
+        /// client asked after the timeout (the holder and the queue place,
+        /// if it was waiting), when it answered in time.
+        server: Option<Box<str>>,
     },
     /// A frame over a size limit.
     TooLarge {
@@ -240,8 +244,7 @@ impl Error {
 
     /// True if the error says the connection is gone.
     pub fn is_disconnect(&self) -> bool {
-        matches!(self, Self::Disconnected)
-            || matches!(self, Self::Io(e) if is_disconnect_io(e))
+        matches!(self, Self::Disconnected) || matches!(self, Self::Io(e) if is_disconnect_io(e))
     }
 
     /// The remote message, for [`Error::Remote`].
@@ -283,11 +286,22 @@ impl fmt::Display for Error {
         match self {
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::Disconnected => f.write_str("disconnected: the connection is closed"),
-            Self::Timeout { command, id, after } => write!(
-                f,
-                "timeout: no reply to {command} (call id {id}) within {after:?}; \
-                 the call may still be running on the peer"
-            ),
+            Self::Timeout {
+                command,
+                id,
+                after,
+                server,
+            } => {
+                write!(
+                    f,
+                    "timeout: no reply to {command} (call id {id}) within {after:?}; \
+                     the call may still be running on the peer"
+                )?;
+                match server {
+                    Some(s) => write!(f, "; server: {s}"),
+                    None => Ok(()),
+                }
+            }
             Self::TooLarge { len, max, side } => {
                 let whose = match side {
                     Side::Local => "this side's",
@@ -406,8 +420,8 @@ mod tests {
 
     #[test]
     fn error_stays_small() {
-        // Timeout carries a Duration (16 bytes) beside the boxed name.
-        assert!(std::mem::size_of::<Error>() <= 40);
+        // Timeout carries a Duration (16 bytes) beside two boxed strings.
+        assert!(std::mem::size_of::<Error>() <= 56);
     }
 
     #[test]

@@ -76,4 +76,7 @@ pub mod reserved {
     pub const PING: u16 = 0xFF02;
     /// `status`: `u32 active, u32 max, u32 waiting`.
     pub const STATUS: u16 = 0xFF03;
+    /// `queue`: where this connection stands, in words (UTF-8): admitted,
+    /// or its place in the queue and who holds the device for how long.
+    pub const QUEUE: u16 = 0xFF04;
 }

@@ -258,6 +258,7 @@ pub(crate) mod builtin {
     pub const LIST: u16 = 0xFF01;
     pub const PING: u16 = 0xFF02;
     pub const STATUS: u16 = 0xFF03;
+    pub const QUEUE: u16 = 0xFF04;
 
     fn put_str(b: &mut BytesMut, s: &str) {
         b.put_u32_le(s.len() as u32);

@@ -22,7 +22,12 @@ pub(crate) fn run_handlers(conn: Arc<Conn>, router: Arc<Router>) {
     let admission = conn.services.admission.clone();
     if let Some(adm) = &admission {
         if let WhenFull::Queue { max_wait } = adm.policy() {
-            let ticket = conn.ticket.lock().take().unwrap_or_else(|| adm.enter(conn.peer));
+            let ticket = conn
+                .ticket
+                .lock()
+                .take()
+                .unwrap_or_else(|| adm.enter(conn.peer));
+            conn.place.store(ticket.id() + 1, Ordering::Release);
             match adm.wait(ticket, max_wait, &|| conn.is_closed()) {
                 Ok(p) => permit = Some(p),
                 Err(refusal) => {
@@ -55,7 +60,10 @@ fn handler_loop(conn: &Arc<Conn>, router: &Router, permit: &mut Option<Permit>) 
             if let Some(adm) = &conn.services.admission {
                 if adm.policy() == WhenFull::Refuse {
                     match adm.try_acquire(conn.peer) {
-                        Ok(p) => *permit = Some(p),
+                        Ok(p) => {
+                            conn.place.store(p.ticket() + 1, Ordering::Release);
+                            *permit = Some(p);
+                        }
                         Err(r) => {
                             refuse(conn, &inc, ErrorCode::BUSY, &r.message);
                             continue;

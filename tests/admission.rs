@@ -19,6 +19,7 @@ use support::*;
 /// Uses the device: proves no two connections hold it at once.
 const USE: Command<(), u64> = Command::new(1, "use", &UNIT, &U64);
 const EXPLODE: Command<(), ()> = Command::new(2, "explode", &UNIT, &UNIT);
+const SLOW: Command<u64, u64> = Command::new(9, "slow", &U64, &U64);
 
 #[derive(Default)]
 struct Device {
@@ -47,18 +48,30 @@ fn device_server(max_users: u32, policy: WhenFull, limits: Limits) -> (TestServe
             }
             Ok(me)
         })
-        .handle(&EXPLODE, |()| -> Result<(), framerpc::HandlerError> { panic!("device on fire") })
+        .handle(&EXPLODE, |()| -> Result<(), framerpc::HandlerError> {
+            panic!("device on fire")
+        })
+        .handle(&SLOW, |ms| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(ms)
+        })
         .handle(&ADD_2_WORDS, |(a, b)| Ok(a.wrapping_add(b)));
     let d = Arc::clone(&dev);
-    let builder = Server::builder().max_users(max_users).when_full(policy).limits(limits).on_release(move |_| {
-        *d.holder.lock() = None;
-        d.releases.fetch_add(1, Ordering::SeqCst);
-    });
+    let builder = Server::builder()
+        .max_users(max_users)
+        .when_full(policy)
+        .limits(limits)
+        .on_release(move |_| {
+            *d.holder.lock() = None;
+            d.releases.fetch_add(1, Ordering::SeqCst);
+        });
     (serve_with(builder, router), dev)
 }
 
 fn queue(secs: u64) -> WhenFull {
-    WhenFull::Queue { max_wait: Duration::from_secs(secs) }
+    WhenFull::Queue {
+        max_wait: Duration::from_secs(secs),
+    }
 }
 
 #[test]
@@ -67,7 +80,10 @@ fn eight_clients_race_for_one_permit_in_arrival_order() {
     let mut conn_ids = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..8 {
-        let c = Client::builder().timeout(Duration::from_secs(30)).connect(srv.addr()).unwrap();
+        let c = Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect(srv.addr())
+            .unwrap();
         // Wait until the server has queued this connection before the next
         // one arrives, so arrival order is well defined.
         let n = clients.len() as u32;
@@ -92,7 +108,11 @@ fn eight_clients_race_for_one_permit_in_arrival_order() {
     for t in threads {
         conn_ids.push(t.join().unwrap());
     }
-    assert_eq!(dev.overlaps.load(Ordering::SeqCst), 0, "two users held the device at once");
+    assert_eq!(
+        dev.overlaps.load(Ordering::SeqCst),
+        0,
+        "two users held the device at once"
+    );
     let admitted = dev.admitted.lock().clone();
     let mut sorted = conn_ids.clone();
     sorted.sort_unstable();
@@ -109,8 +129,18 @@ fn refuse_policy_gives_busy_at_once_naming_the_holder() {
     let e = other.call(&USE, &()).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BUSY), "{e}");
     let msg = e.remote_message().unwrap();
-    assert!(msg.contains("held by 127.0.0.1:") && msg.contains("1 of 1"), "{msg}");
-    assert_eq!(other.status().unwrap(), Status { active: 1, max: 1, waiting: 0 });
+    assert!(
+        msg.contains("held by 127.0.0.1:") && msg.contains("1 of 1"),
+        "{msg}"
+    );
+    assert_eq!(
+        other.status().unwrap(),
+        Status {
+            active: 1,
+            max: 1,
+            waiting: 0
+        }
+    );
     // The refused connection stays open and gets the device once it is free.
     drop(holder);
     eventually("admitted after release", || other.call(&USE, &()).is_ok());
@@ -118,18 +148,41 @@ fn refuse_policy_gives_busy_at_once_naming_the_holder() {
 
 #[test]
 fn wait_bound_gives_busy_after_the_bound_with_queue_position() {
-    let (srv, _dev) = device_server(1, WhenFull::Queue { max_wait: Duration::from_millis(300) }, Limits::default());
+    let (srv, _dev) = device_server(
+        1,
+        WhenFull::Queue {
+            max_wait: Duration::from_millis(300),
+        },
+        Limits::default(),
+    );
     let holder = srv.client();
     holder.call(&USE, &()).unwrap();
     let waiter = srv.client();
-    eventually("waiting", || waiter.status().unwrap() == Status { active: 1, max: 1, waiting: 1 });
+    eventually("waiting", || {
+        waiter.status().unwrap()
+            == Status {
+                active: 1,
+                max: 1,
+                waiting: 1,
+            }
+    });
     let start = std::time::Instant::now();
     let e = waiter.call(&USE, &()).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(e.code(), Some(ErrorCode::BUSY), "{e}");
     let msg = e.remote_message().unwrap();
-    assert!(msg.contains("held by") && msg.contains("number 1 of 1") && msg.contains("waiting"), "{msg}");
-    assert_eq!(holder.status().unwrap(), Status { active: 1, max: 1, waiting: 0 });
+    assert!(
+        msg.contains("held by") && msg.contains("number 1 of 1") && msg.contains("waiting"),
+        "{msg}"
+    );
+    assert_eq!(
+        holder.status().unwrap(),
+        Status {
+            active: 1,
+            max: 1,
+            waiting: 0
+        }
+    );
 }
 
 #[test]
@@ -138,9 +191,23 @@ fn client_timeout_while_waiting_is_a_clear_timeout() {
     let holder = srv.client();
     holder.call(&USE, &()).unwrap();
     let waiter = srv.client();
-    let e = waiter.call_timeout(&USE, &(), Duration::from_millis(100)).unwrap_err();
+    let e = waiter
+        .call_timeout(&USE, &(), Duration::from_millis(100))
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::TIMEOUT), "{e}");
-    assert!(e.to_string().contains("use"), "{e}");
+    // The error names the command, the holder, how long it has held the
+    // device, and the waiter's place in the queue.
+    let msg = e.to_string();
+    assert!(msg.contains("no reply to use"), "{msg}");
+    assert!(
+        msg.contains("held by 127.0.0.1:") && msg.contains("number 1 of 1 in the queue"),
+        "{msg}"
+    );
+    // Once admitted, a timeout does not ask.
+    let e = holder
+        .call_timeout(&SLOW, &200, Duration::from_millis(20))
+        .unwrap_err();
+    assert!(!e.to_string().contains("server:"), "{e}");
     // ping and status are still answered while waiting.
     assert_eq!(&waiter.ping(b"x").unwrap()[..], b"x");
     assert_eq!(waiter.status().unwrap().waiting, 1);
@@ -169,17 +236,27 @@ fn killed_holder_socket_lets_the_next_waiter_in() {
 
 #[test]
 fn silent_peer_is_found_by_heartbeat_and_released() {
-    let limits = Limits::default().heartbeat(Some((Duration::from_millis(100), Duration::from_millis(400))));
+    let limits = Limits::default().heartbeat(Some((
+        Duration::from_millis(100),
+        Duration::from_millis(400),
+    )));
     let (srv, dev) = device_server(1, queue(30), limits);
     let mut s = raw(srv.addr());
     send(&mut s, Kind::Call, USE.id(), 1, &[]);
     recv(&mut s).unwrap();
     // From now on the raw peer neither reads nor writes: it has gone silent.
-    let waiter = Client::builder().limits(limits).timeout(Duration::from_secs(10)).connect(srv.addr()).unwrap();
+    let waiter = Client::builder()
+        .limits(limits)
+        .timeout(Duration::from_secs(10))
+        .connect(srv.addr())
+        .unwrap();
     let start = std::time::Instant::now();
     waiter.call(&USE, &()).unwrap();
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(300), "released too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "released too early: {waited:?}"
+    );
     assert_eq!(dev.overlaps.load(Ordering::SeqCst), 0);
     assert_eq!(dev.releases.load(Ordering::SeqCst), 1);
     drop(s);
@@ -187,9 +264,15 @@ fn silent_peer_is_found_by_heartbeat_and_released() {
 
 #[test]
 fn live_but_idle_client_answers_heartbeats_and_keeps_its_permit() {
-    let limits = Limits::default().heartbeat(Some((Duration::from_millis(50), Duration::from_millis(200))));
+    let limits = Limits::default().heartbeat(Some((
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    )));
     let (srv, dev) = device_server(1, queue(30), limits);
-    let c = Client::builder().limits(limits).connect(srv.addr()).unwrap();
+    let c = Client::builder()
+        .limits(limits)
+        .connect(srv.addr())
+        .unwrap();
     let me = c.call(&USE, &()).unwrap();
     // Idle for several idle-timeouts: heartbeats keep the connection alive.
     std::thread::sleep(Duration::from_millis(800));
@@ -202,13 +285,26 @@ fn handler_panic_keeps_the_permit_until_the_connection_ends() {
     let (srv, dev) = device_server(1, WhenFull::Refuse, Limits::default());
     let holder = srv.client();
     holder.call(&USE, &()).unwrap();
-    assert_eq!(holder.call(&EXPLODE, &()).unwrap_err().code(), Some(ErrorCode::PANIC));
+    assert_eq!(
+        holder.call(&EXPLODE, &()).unwrap_err().code(),
+        Some(ErrorCode::PANIC)
+    );
     assert_eq!(srv.server().status().active, 1);
-    assert_eq!(srv.client().call(&USE, &()).unwrap_err().code(), Some(ErrorCode::BUSY));
+    assert_eq!(
+        srv.client().call(&USE, &()).unwrap_err().code(),
+        Some(ErrorCode::BUSY)
+    );
     holder.call(&USE, &()).unwrap();
     drop(holder);
     eventually("released", || dev.releases.load(Ordering::SeqCst) == 1);
-    assert_eq!(srv.server().status(), Status { active: 0, max: 1, waiting: 0 });
+    assert_eq!(
+        srv.server().status(),
+        Status {
+            active: 0,
+            max: 1,
+            waiting: 0
+        }
+    );
 }
 
 #[test]
@@ -230,5 +326,7 @@ fn two_hundred_connections_on_two_hundred_permits() {
     assert_eq!(ok.load(Ordering::SeqCst), 200);
     assert_eq!(srv.server().status().active, 200);
     drop(clients);
-    eventually("all released", || dev.releases.load(Ordering::SeqCst) == 200);
+    eventually("all released", || {
+        dev.releases.load(Ordering::SeqCst) == 200
+    });
 }
