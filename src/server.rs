@@ -483,31 +483,21 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     if tune(&stream, &limits).is_err() {
         return;
     }
+    // Bytes already read while telling a WebSocket upgrade from raw frames.
     #[cfg(feature = "ws")]
-    if let Some(ws) = &shared.config.ws {
-        match crate::ws::serve_if_upgrade(shared, ws, id, &stream) {
-            crate::ws::Sniffed::Handled => return,
-            crate::ws::Sniffed::Raw(prefix) if ws.raw_tcp => {
-                let Ok(read_half) = stream.try_clone() else {
-                    return;
-                };
-                let reader = FrameReader::with_prefix(read_half, limits.max_frame_len, &prefix);
-                run_conn(
-                    shared,
-                    id,
-                    Box::new(TcpWriter(stream)),
-                    Box::new(TcpReader(reader)),
-                    shared.services.clone(),
-                );
-                return;
-            }
-            crate::ws::Sniffed::Raw(_) => return,
-        }
-    }
+    let prefix = match &shared.config.ws {
+        Some(ws) => match crate::ws::serve_if_upgrade(shared, ws, id, &stream) {
+            crate::ws::Sniffed::Raw(bytes) if ws.raw_tcp => bytes,
+            _ => return,
+        },
+        None => Vec::new(),
+    };
+    #[cfg(not(feature = "ws"))]
+    let prefix: Vec<u8> = Vec::new();
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let reader = FrameReader::new(read_half, limits.max_frame_len);
+    let reader = FrameReader::with_prefix(read_half, limits.max_frame_len, &prefix);
     run_conn(
         shared,
         id,

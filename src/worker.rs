@@ -123,11 +123,7 @@ fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesM
             },
             Ok(Err(e)) => conn.send_error(h.cmd, h.id, e.code(), e.message()),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".into());
+                let what = crate::error::panic_message(&*panic);
                 let msg = format!("handler for command {} panicked: {what}", h.cmd);
                 conn.send_error(h.cmd, h.id, ErrorCode::PANIC, &msg);
             }

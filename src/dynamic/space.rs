@@ -444,11 +444,7 @@ impl Space {
         match catch_unwind(AssertUnwindSafe(run)) {
             Ok(r) => r.map_err(Failed::Error),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".into());
+                let what = crate::error::panic_message(&*panic);
                 Err(Failed::Error(HandlerError::library(
                     ErrorCode::PANIC,
                     format!("panicked: {what}"),
