@@ -153,6 +153,8 @@ class Client:
                  ping_after: float | None = 30.0, idle_timeout: float | None = 40.0, tick: float = 1.0):
         self._t = transport
         self.address = transport.peer
+        #: Our end of the connection, ``host:port`` (how a server's BUSY message names a holder).
+        self.local_address = getattr(transport, "local", None)
         self.timeout = timeout
         self.max_frame_len = max_frame_len
         self.ping_after = ping_after
@@ -169,6 +171,9 @@ class Client:
         #: Frames sent and received (a pipelining test counts round trips with these).
         self.frames_sent = 0
         self.frames_received = 0
+        #: CALL and NOTIFY frames sent (heartbeat pings included in calls_sent).
+        self.calls_sent = 0
+        self.notifies_sent = 0
         self._commands: dict | None = None
         self._cmd_lock = threading.Lock()
         self._dynamic = None
@@ -210,6 +215,11 @@ class Client:
             raise Disconnected(self._close_reason or "connection closed")
         self._t.send(frame)
         self.frames_sent += 1
+        kind = frame[4]
+        if kind == fr.CALL:
+            self.calls_sent += 1
+        elif kind == fr.NOTIFY:
+            self.notifies_sent += 1
 
     def _frame(self, kind, cmd, cid, payload) -> bytes:
         n = len(payload)

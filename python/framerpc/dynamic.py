@@ -43,6 +43,9 @@ STEP_ATTR = 0
 STEP_INDEX = 1
 SERVER_HANDLES = 1 << 32
 _U64BE = struct.Struct(">Q")
+#: The ndarray dtypes of docs/DYNAMIC.md (either byte order for multi-byte ones).
+DTYPES = ("|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8")
+_DTYPES = frozenset(DTYPES) | frozenset(">" + d[1:] for d in DTYPES if d[0] == "<")
 
 
 class Session:
@@ -81,17 +84,28 @@ class Session:
             raise
 
     # packing ---------------------------------------------------------------
-    def _default(self, obj):
+    def _arg(self, obj):
+        """A top-level argument: a proxy becomes ext type 1 holding its packed ref."""
         if isinstance(obj, Proxy):
             if obj._s is not self:
                 raise EncodeError("a proxy of another connection cannot be passed as an argument")
             if isinstance(obj._base, _Failed):
                 raise _PoisonedArg(obj._base)
             return msgpack.ExtType(EXT_REF, msgpack.packb(obj._ref(), use_bin_type=True, default=self._default))
+        return obj
+
+    def _default(self, obj):
+        if isinstance(obj, Proxy):
+            # docs/DYNAMIC.md: only top-level arguments (items of args, values of
+            # kwargs) are resolved; a reference nested deeper would arrive as opaque data.
+            raise EncodeError(f"a proxy ({obj._label()}) inside a container is not resolved by the server; "
+                              "pass it as an argument of its own")
         if np is not None:
             if isinstance(obj, np.ndarray):
+                _check_dtype(obj.dtype, "ndarray")
                 return _nd.encode_array(obj)
             if isinstance(obj, np.generic):
+                _check_dtype(obj.dtype, "numpy scalar")
                 return _nd.encode_scalar(obj)
         if isinstance(obj, (set, frozenset)):
             return list(obj)
@@ -124,7 +138,8 @@ class Session:
             return Proxy(self, failed, ())
         ids = self._take_releases()
         try:
-            body = self.pack([ids, [[OP_CALL, slot, target._ref(), list(args), kwargs]], None])
+            body = self.pack([ids, [[OP_CALL, slot, target._ref(), [self._arg(a) for a in args],
+                                     {k: self._arg(v) for k, v in kwargs.items()}]], None])
         except _PoisonedArg as p:
             self._requeue(ids)
             return Proxy(self, p.failure, ())
@@ -155,6 +170,12 @@ class Session:
 
     def root(self, name: str) -> "Proxy":
         return Proxy(self, _Root(name), ())
+
+
+def _check_dtype(dt, what):
+    if dt.str not in _DTYPES:
+        raise EncodeError(f"{what} of dtype {dt} ({dt.str}) cannot cross the dynamic layer; "
+                          f"it takes {', '.join(DTYPES)}")
 
 
 class _PoisonedArg(Exception):

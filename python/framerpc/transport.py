@@ -62,6 +62,7 @@ class TcpTransport:
         self._tick = None
         self.received = 0
         self.peer = f"tcp://{host}:{port}"
+        self.local = _sockname(sock)
         self._closed = False
 
     def send(self, frame) -> None:
@@ -182,6 +183,7 @@ class WsTransport:
         self._wlock = threading.Lock()
         self.received = 0
         self.peer = url
+        self.local = _sockname(getattr(self._ws, "socket", None))
         self._closed = False
 
     def send(self, frame) -> None:
@@ -230,6 +232,15 @@ class WsTransport:
 
     def close_reader(self) -> None:
         pass
+
+
+def _sockname(sock):
+    """``host:port`` of our end of the connection (as a server names it), or None."""
+    try:
+        host, port = sock.getsockname()[:2]
+    except (AttributeError, OSError, TypeError, ValueError):
+        return None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_address(addr: str):

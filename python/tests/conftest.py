@@ -69,6 +69,20 @@ class ExampleServer:
             self._q.put(line.rstrip("\n"))
         self._q.put(None)
 
+    def wait_line(self, prefix, timeout=IO_TIMEOUT):
+        """The next line the server prints that starts with ``prefix`` (all lines kept in ``lines``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._q.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise AssertionError(f"no line starting with {prefix!r} within {timeout} s; got {self.lines!r}")
+            if line is None:
+                raise AssertionError(f"the server exited before printing {prefix!r}")
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line
+
     def value(self, prefix):
         for line in self.lines:
             if line.startswith(prefix):

@@ -1,16 +1,31 @@
 """The simulator example (examples/sim_server.rs): remote objects through proxies.
 
-Written against the API the brief names (sim.make("pendulum"), env.step(action));
-skipped while sim_server is a placeholder or not built.
+Roots: ``sim`` (``make(name)`` -> an Env with ``reset(seed=)``, ``step(action)``,
+``get_language_instruction()``, ``.name``), ``math`` (``pow``, ``pi``) and
+``os`` (``name``, ``path.sep``). The wire format is docs/DYNAMIC.md.
+
+sim_server exposes no handle count or call counter over the wire (Space::stats
+is Rust-only), so handle release is observed through the per-connection
+handle-table bound (1024): a connection that drops its proxies can make any
+number of calls, one that keeps them hits "handle table full" at call 1025.
+One round trip is proven by the client's own frame counters.
 """
 
 import gc
+import socket
+import struct
 
+import msgpack
 import pytest
 
 import framerpc
+from framerpc import frame as fr
 
 from conftest import ExampleServer
+
+np = pytest.importorskip("numpy")
+
+BOUND = 1024  # SpaceBuilder::max_handles default, used by sim_server
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +34,7 @@ def sim_addr():
         s = ExampleServer("sim_server", ["127.0.0.1:0"])
     except RuntimeError as e:
         if "exited early" in str(e):
-            pytest.skip("sim_server is a placeholder or was built without its features")
+            pytest.skip("sim_server was built without its features (msgpack, ndarray)")
         raise
     yield "tcp://" + s.value("listening on ").replace("tcp://", "")
     s.stop()
@@ -31,64 +46,212 @@ def c(sim_addr):
         yield client
 
 
-def test_proxies_and_materialize(c):
-    sim = c.root("sim")
-    assert framerpc.is_proxy(sim)
-    env = sim.make("pendulum")
-    assert framerpc.is_proxy(env)
-    r = env.step(0.1)
-    value = framerpc.materialize(r)
-    assert isinstance(value, (list, tuple, dict))
-    assert not framerpc.is_proxy(value)
+def act(x, dtype=np.float32):
+    return np.array([x], dtype=dtype)
 
 
-def test_k_calls_one_round_trip(c):
+def test_pendulum_walkthrough(c):
     sim = c.root("sim")
     env = sim.make("pendulum")
-    before_sent, before_recv = c.frames_sent, c.frames_received
-    last = None
-    for _ in range(10):
-        last = env.step(0.0)
-    framerpc.materialize(last)
-    # 10 one-way NOTIFY frames (plus the make) and exactly one CALL answered by one REPLY
-    assert c.frames_received - before_recv == 1
-    assert c.frames_sent - before_sent == 11
+    assert framerpc.is_proxy(sim) and framerpc.is_proxy(env)
+    obs = framerpc.materialize(env.reset(seed=1))
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32 and obs.shape == (3,)
+    np.testing.assert_allclose(obs, [0.1, 0.2, 0.3], rtol=1e-6)
+
+    r = env.step(act(0.5))
+    assert framerpc.is_proxy(r) and framerpc.is_proxy(r[1])
+    reward = framerpc.materialize(r[1])  # only the reward crosses
+    state = np.array([0.1, 0.2, 0.3], np.float32) + np.float32(0.025)
+    assert reward == pytest.approx(-float((state * state).sum()), rel=1e-6)
+
+    obs, reward2, done, truncated, info = framerpc.materialize(r)
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32
+    np.testing.assert_allclose(obs, state, rtol=1e-6)
+    assert (reward2, done, truncated, info) == (reward, False, False, {"steps": 1})
+
+    assert framerpc.materialize(env.get_language_instruction()) == "keep the pendulum upright"
+    assert framerpc.materialize(env.name) == "pendulum"
 
 
-def test_partial_materialize(c):
+def test_math_and_os(c):
+    math, os_ = c.root("math"), c.root("os")
+    assert framerpc.materialize(math.pow(3, 2)) == 9
+    assert framerpc.materialize(math.pow(x=2, y=10)) == 1024
+    assert framerpc.materialize(math.pi) == pytest.approx(3.141592653589793)
+    assert framerpc.materialize(os_.path.sep) == "/"
+    assert framerpc.materialize(os_.name) == "posix"
+
+
+def test_objects_stay_remote(c):
+    env = c.root("sim").make("cartpole")
+    h = framerpc.materialize(env)  # an object: ext type 2, a server-made handle
+    assert framerpc.is_proxy(h) and h._base.id >= 1 << 32
+    assert framerpc.materialize(h.name) == "cartpole"
+    assert framerpc.materialize(h.reset(seed=0)).shape == (4,)
+    assert not framerpc.is_proxy(framerpc.materialize(env.name))
+    assert framerpc.materialize(5) == 5  # not a proxy: returned as it is
+
+
+def test_calls_run_exactly_once_in_order(c):
     env = c.root("sim").make("pendulum")
-    r = env.step(0.2)
-    whole = framerpc.materialize(r)
-    part = framerpc.materialize(r[1])
-    assert repr(part) == repr(whole[1])
+    rs = [env.step(act(0.1)) for _ in range(5)]
+    assert [framerpc.materialize(r[4])["steps"] for r in rs] == [1, 2, 3, 4, 5]
+    assert framerpc.materialize(rs[2][4]) == {"steps": 3}  # fetching twice runs nothing again
+    env.reset()
+    assert framerpc.materialize(env.step(act(0.0))[4]) == {"steps": 1}
 
 
-def test_errors_poison_dependents(c):
+def test_k_chained_calls_one_round_trip(c):
+    k = 10
+    calls0, notifies0, recv0 = c.calls_sent, c.notifies_sent, c.frames_received
+    env = c.root("sim").make("pendulum")
+    env.reset(seed=1)
+    r = None
+    for _ in range(k):
+        r = env.step(act(0.5))
+    assert (c.calls_sent - calls0, c.frames_received - recv0) == (0, 0)  # nothing waited yet
+    reward = framerpc.materialize(r[1])
+    assert isinstance(reward, float)
+    # make + reset + k steps as one-way NOTIFYs, then exactly one CALL and one REPLY
+    assert c.notifies_sent - notifies0 == k + 2
+    assert c.calls_sent - calls0 == 1
+    assert c.frames_received - recv0 == 1
+
+
+def test_big_endian_action_is_accepted(c):
+    env = c.root("sim").make("pendulum")
+    env.reset(seed=3)
+    a = framerpc.materialize(env.step(act(0.5))[1])
+    env.reset(seed=3)
+    b = framerpc.materialize(env.step(act(0.5, ">f4"))[1])
+    assert a == b
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def remote_error(p):
+    with pytest.raises(framerpc.RemoteError) as e:
+        framerpc.materialize(p)
+    return e.value
+
+
+def test_wrong_arity_and_keywords(c):
+    math = c.root("math")
+    e = remote_error(math.pow(1, 2, 3))
+    assert isinstance(e, framerpc.HandlerError) and e.code == 3
+    assert "wrong arity: math.pow() takes 2 positional arguments but 3 were given" in e.message
+    assert "missing required argument 'y'" in remote_error(math.pow(1)).message
+    e = remote_error(math.pow(x=1, y=2, z=3))
+    assert "unknown keyword: math.pow() got an unexpected keyword argument 'z'" in e.message
+    assert "got multiple values for argument 'x'" in remote_error(math.pow(1, 2, x=1)).message
+
+
+def test_unknown_attribute_root_and_index(c):
     sim = c.root("sim")
-    bad = sim.no_such_function(1)
-    dep = bad.step(0)
-    with pytest.raises(framerpc.RemoteError) as e1:
-        framerpc.materialize(bad)
-    with pytest.raises(framerpc.RemoteError) as e2:
-        framerpc.materialize(dep)
-    assert "no_such_function" in str(e1.value) and "no_such_function" in str(e2.value)
-    # the connection still works
-    assert framerpc.is_proxy(framerpc.materialize(sim.make("pendulum")))
+    e = remote_error(sim.nope)  # resolving the fetch fails
+    assert e.code == 3 and e.message == "unknown attribute 'nope' on sim (a module)"
+    e = remote_error(sim.nope(1))  # the call stores the error under its slot
+    assert e.message.startswith("call sim.nope() (handle ") and "unknown attribute 'nope'" in e.message
+    assert remote_error(c.root("nope").x).message == "unknown root 'nope'"
+    r = sim.make("pendulum").step(act(0.0))
+    assert "index 7 out of range" in remote_error(r[7]).message
 
 
-def test_ndarray_observations_are_numpy(c):
-    np = pytest.importorskip("numpy")
+def test_calling_a_non_callable(c):
+    assert "not callable: math.pi is a float value" in remote_error(c.root("math").pi()).message
+    e = remote_error(c.root("sim").make("pendulum").name())
+    assert "not callable: sim.make().name is a str value" in e.message
+
+
+def test_failing_method_poisons_dependents(c):
+    sim, math = c.root("sim"), c.root("math")
+    env = sim.make("pendulum")
+    bad = env.step(np.zeros(2, np.float32))  # the application's own error, code 1000
+    dep_index, dep_arg, dep_call = bad[1], math.pow(bad, 2), bad.anything()
+    first = remote_error(bad)
+    assert first.code == 1000 and not isinstance(first, framerpc.HandlerError)
+    assert "call sim.make().step() (handle " in first.message
+    assert first.message.endswith("failed: action must have 1 element, got 2")
+    for dep in (dep_index, dep_arg, dep_call):  # the same error, code and message
+        e = remote_error(dep)
+        assert (e.code, e.message) == (first.code, first.message)
+
+    broken = sim.make("unicycle")
+    e = remote_error(broken.reset().step(act(0.0))[0])
+    assert e.code == 3 and "call sim.make() (handle " in e.message
+    assert e.message.endswith('failed: unknown environment "unicycle"')
+    # the connection and the healthy env live on
+    assert framerpc.materialize(env.step(act(0.0))[4]) == {"steps": 1}
+
+
+def test_refused_locally_before_sending(c):
     env = c.root("sim").make("pendulum")
-    obs = framerpc.materialize(env.step(0.0)[0])
-    assert isinstance(obs, np.ndarray)
+    n = c.notifies_sent
+    with pytest.raises(framerpc.EncodeError, match="cannot cross the dynamic layer"):
+        env.step(np.array([1j], np.complex64))
+    with pytest.raises(framerpc.EncodeError, match="inside a container"):
+        c.root("math").pow([env], 2)
+    with pytest.raises(framerpc.EncodeError):
+        env.step(object())
+    assert c.notifies_sent == n
+    assert framerpc.materialize(env.step(act(0.0))[4]) == {"steps": 1}
 
 
-def test_handles_released_when_proxies_drop(c):
-    env = c.root("sim").make("pendulum")
-    for _ in range(5):
-        r = env.step(0.0)
-    del r, env
+# -- handles --------------------------------------------------------------------------
+
+
+def test_dropped_proxies_release_their_handles(c):
+    math = c.root("math")
+    r = None
+    for i in range(3 * BOUND):  # each result dropped when r is rebound
+        r = math.pow(i, 1)
+    assert framerpc.materialize(r) == 3 * BOUND - 1  # would be "handle table full" without releases
+    h = framerpc.materialize(c.root("sim").make("pendulum"))
+    hid = h._base.id
+    del h, r
     gc.collect()
-    assert len(c.session.releases) >= 6
+    assert hid in c.session.releases
     c.sync()  # the releases ride on this request
     assert c.session.releases == []
+
+
+def test_kept_proxies_hit_the_bound_then_release(c):
+    math = c.root("math")
+    kept = [math.pow(2, 1) for _ in range(BOUND + 1)]
+    assert framerpc.materialize(kept[BOUND - 1]) == 2
+    e = remote_error(kept[BOUND])
+    assert "handle table full (1024 handles, the bound)" in e.message
+    del kept, e
+    gc.collect()
+    assert framerpc.materialize(math.pow(3, 2)) == 9  # the release rode on this request
+
+
+def test_handles_are_per_connection(c, sim_addr):
+    env = c.root("sim").make("pendulum")
+    framerpc.materialize(env.name)
+    with framerpc.connect(sim_addr, timeout=10) as other:
+        slot = env._base.id
+        foreign = framerpc.dynamic.Proxy(other.session, framerpc.dynamic._Handle(other.session, slot, "x"), ())
+        assert "unknown handle" in remote_error(foreign.name).message
+        del foreign
+
+
+# -- the bytes of docs/DYNAMIC.md against the real server ---------------------------
+
+
+def test_doc_example_bytes_against_the_server(sim_addr, vectors):
+    host, port = sim_addr.replace("tcp://", "").rsplit(":", 1)
+    dyn = {v["name"]: v for v in vectors["dynamic"]}
+    req = next(v for n, v in dyn.items() if n.startswith("CALL math.pow"))
+    rep = next(v for n, v in dyn.items() if n.startswith("REPLY 9"))
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(bytes.fromhex(req["hex"]))
+        got = b""
+        while len(got) < 12 or len(got) < 12 + struct.unpack_from("<I", got)[0]:
+            chunk = s.recv(4096)
+            assert chunk
+            got += chunk
+    assert got.hex() == rep["hex"]
+    h, p = fr.decode_frame(got)
+    assert msgpack.unpackb(p) == 9.0 and isinstance(msgpack.unpackb(p), float)

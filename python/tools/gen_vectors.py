@@ -212,7 +212,7 @@ def dynamic_section():
     pow_call = [1, 1, ["math", [0, "pow"]], [3, 2], {}]
     return [
         f("CALL math.pow(3, 2) into slot 1 and fetch slot 1, in one request", 1, 1, [[], [pow_call], [1]]),
-        f("REPLY 9", 2, 1, 9),
+        f("REPLY 9.0 (math.pow returns a float64, as in docs/DYNAMIC.md)", 2, 1, 9.0),
         f("NOTIFY (as clients pipeline) sim.make('pendulum') into slot 1", 4, 0,
           [[], [[1, 1, ["sim", [0, "make"]], ["pendulum"], {}]], None]),
         f("NOTIFY <slot 1>.step(0.5) into slot 2, releasing handle 7 first", 4, 0,
