@@ -282,7 +282,13 @@ fn the_handle_table_has_a_bound() {
     assert!(remote_err(dependent.materialize::<i64>())
         .1
         .contains("handle table full"));
-    drop((kept, over, dependent));
+    // A call past the bound is not run at all: no side effect.
+    let refused = t.method("record", (777,));
+    assert!(remote_err(refused.materialize::<i64>())
+        .1
+        .contains("not run"));
+    assert!(!f.log.lock().contains(&777), "a refused call ran");
+    drop((kept, over, dependent, refused));
     assert_eq!(t.method("inc", (1,)).materialize::<i64>().unwrap(), 2);
 }
 

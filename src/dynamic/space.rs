@@ -302,6 +302,14 @@ impl Space {
                 return Ok(());
             }
         };
+        if msg.fetch.is_some() && !is_call {
+            // A one-way request cannot carry an answer: refuse it whole
+            // rather than hand out a handle the client never learns about.
+            t.broken.get_or_insert_with(|| {
+                "a one-way request asked for a fetch; it was not run".into()
+            });
+            return Ok(());
+        }
         for id in &msg.releases {
             if t.entries.remove(id).is_some() {
                 c.released.fetch_add(1, Ordering::Relaxed);
@@ -315,29 +323,32 @@ impl Space {
                 ));
                 continue;
             }
-            c.calls.fetch_add(1, Ordering::Relaxed);
-            let entry = self.run_call(&mut t, &call.target, call.args, call.kwargs, call.slot);
-            let full = t.entries.len() >= self.0.max_handles;
-            if full && (entry.item.is_ok() || t.entries.len() >= 2 * self.0.max_handles) {
-                // Over the bound: keep only a (small) failure, and only within slack.
+            if t.entries.len() >= self.0.max_handles {
+                // Over the bound: the call is not run; its slot holds the
+                // error (while within a slack of one more table's worth,
+                // so a flood cannot grow the table without limit).
                 if t.entries.len() < 2 * self.0.max_handles {
+                    let label = ref_label(&t, &call.target);
                     let f = Failure {
                         code: ErrorCode::HANDLER,
                         message: format!(
-                            "{}() (handle {}): handle table full ({} handles, the bound); drop proxies to release them",
-                            entry.label, call.slot, self.0.max_handles
+                            "call {label}() (handle {}) not run: handle table full ({} handles, \
+                             the bound); drop proxies to release them",
+                            call.slot, self.0.max_handles
                         ),
                     };
                     t.entries.insert(
                         call.slot,
                         Entry {
                             item: Err(Arc::new(f)),
-                            label: entry.label,
+                            label: clip(format!("{label}()")).into(),
                         },
                     );
                 }
                 continue;
             }
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            let entry = self.run_call(&mut t, &call.target, call.args, call.kwargs, call.slot);
             t.entries.insert(call.slot, entry);
         }
         if let Some(why) = t.broken.take() {
