@@ -279,7 +279,7 @@ class Client:
                     self._send(_HDR.pack(0, fr.CANCEL, 0, w.cmd, cid))
                 except FramerpcError:
                     pass
-                raise CallTimeout(name, cid, t)
+                raise CallTimeout(name, cid, t, self._queue_state(w.cmd))
             w.lock.acquire()  # the reply won the race with the deadline
         f = w.frame
         if f is None:
@@ -289,6 +289,22 @@ class Client:
             return payload
         code, msg = fr.parse_error_payload(payload)
         raise RemoteError.from_code(code, msg, name, cid)
+
+    def _queue_state(self, cmd: int) -> str | None:
+        """After a timeout, asks the server (``queue``, 0xFF04) where this
+        connection stands, so the error can name the device's holder and
+        the queue place; once the server says it is admitted, never again."""
+        if cmd == fr.QUEUE or getattr(self, "_admitted_seen", False):
+            return None
+        try:
+            cid, w = self._start(fr.QUEUE, b"")
+            text = self._finish(cid, w, 0.25, "queue").decode("utf-8", "replace")
+        except FramerpcError:
+            return None
+        if text in ("admitted", "no admission limit"):
+            self._admitted_seen = True
+            return None
+        return text
 
     def call_raw(self, cmd: int | str, payload=b"", timeout: float | None = None) -> bytes:
         """Sends raw payload bytes to a command (id or name); returns the reply payload."""

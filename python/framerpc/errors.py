@@ -55,14 +55,20 @@ class CallTimeout(Timeout):
     The client sent CANCEL; the call may still be running on the server, and
     its late reply is dropped."""
 
-    def __init__(self, command: str, call_id: int, after: float):
+    def __init__(self, command: str, call_id: int, after: float, server: str | None = None):
         self.command = command
         self.call_id = call_id
         self.after = after
-        super().__init__(
+        #: What the server said of this connection's admission (holder,
+        #: queue place) when the call timed out while waiting, else None.
+        self.server = server
+        text = (
             f"call {command} (id {call_id}) timed out after {after:g} s; "
             "it may still be running on the server"
         )
+        if server:
+            text += f"; server: {server}"
+        super().__init__(text)
 
 
 class Disconnected(FramerpcError, ConnectionError):

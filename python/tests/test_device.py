@@ -94,6 +94,11 @@ def test_exclusive_access_fifo(queued):
         assert second.ping(b"still here") == b"still here"
         assert second.status().waiting == 1
         assert [i.name for i in second.list()][:2] == ["move_to", "position"]
+        # a waiting caller's timeout names the holder and its queue place
+        with pytest.raises(framerpc.CallTimeout) as e:
+            second.call("frames", timeout=0.2)
+        assert "held by 127.0.0.1:" in str(e.value) and "number 1 of 1 in the queue" in str(e.value)
+        assert e.value.server.startswith("waiting for admission")
         assert first.call("position") == 7.0  # the holder is not slowed down
         first.close()
         queued.wait_line("released by ")  # the server stops the motor on release
