@@ -7,8 +7,11 @@
 //!
 //! # Fairness
 //!
-//! Waiters are admitted strictly in arrival order: each takes a ticket, and
-//! only the oldest ticket may take a free slot.
+//! Waiters are admitted in arrival order: each takes a ticket (at accept
+//! time), and a ticket may take a free slot only if a slot is also left for
+//! every older ticket still queued. With one slot that is strict FIFO; with
+//! room to spare nobody waits for an older connection that has not asked
+//! yet (one still in its WebSocket handshake, say).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -183,8 +186,13 @@ impl Admission {
         let deadline = ticket.entered + max_wait;
         let mut s = self.state.lock();
         loop {
-            if s.queue.front() == Some(&ticket.id) && !self.full(&s) {
-                s.queue.pop_front();
+            // Everyone ahead keeps a slot: a place behind them is served
+            // only from what is left (so a connection that took its place
+            // but has not asked yet never blocks a server with room).
+            let ahead = s.queue.iter().position(|t| *t == ticket.id).unwrap_or(0);
+            let taken = s.holders.len() as u64 + u64::from(s.releasing);
+            if taken + (ahead as u64) < u64::from(self.max) {
+                s.queue.retain(|t| *t != ticket.id);
                 ticket.done = true;
                 let permit = self.admit(&mut s, ticket.id, ticket.peer);
                 // The next in line may also fit (max > 1).
@@ -384,6 +392,28 @@ mod tests {
             .unwrap_err();
         assert!(r.message.contains("number 1 of 1"), "{}", r.message);
         assert_eq!(a.status().waiting, 0);
+    }
+
+    #[test]
+    fn an_older_place_that_has_not_asked_blocks_only_when_room_is_short() {
+        let roomy = Arc::new(Admission::new(2, WhenFull::default(), None));
+        let _silent = roomy.enter(None);
+        let later = roomy.enter(None);
+        assert!(roomy
+            .wait(later, Duration::from_millis(10), &|| false)
+            .is_ok());
+
+        let tight = Arc::new(Admission::new(1, WhenFull::default(), None));
+        let silent = tight.enter(None);
+        let later = tight.enter(None);
+        assert!(tight
+            .wait(later, Duration::from_millis(10), &|| false)
+            .is_err());
+        drop(silent);
+        let later = tight.enter(None);
+        assert!(tight
+            .wait(later, Duration::from_millis(10), &|| false)
+            .is_ok());
     }
 
     #[test]
