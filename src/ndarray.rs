@@ -300,6 +300,9 @@ impl RawArray {
         if self.shape.len() > MAX_DIMS {
             return Err("ndarray with more than 32 dimensions");
         }
+        if self.shape.iter().any(|&d| isize::try_from(d).is_err()) {
+            return Err("ndarray dimension too large");
+        }
         let n = element_count(&self.shape)
             .and_then(|n| n.checked_mul(self.dtype.size()))
             .ok_or("ndarray shape overflows")?;
@@ -525,7 +528,10 @@ fn decode_raw(src: &mut Bytes) -> Result<RawArray, DecodeError> {
     let shape = dims
         .chunks_exact(8)
         .map(|c| {
-            usize::try_from(u64::read_le(c))
+            // As numpy and ndarray: a dimension fits an isize (and so an
+            // i64, as the msgpack form writes it).
+            isize::try_from(u64::read_le(c))
+                .map(|d| d as usize)
                 .map_err(|_| DecodeError::Invalid("ndarray dimension too large"))
         })
         .collect::<Result<Vec<_>, _>>()?;
