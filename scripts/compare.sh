@@ -7,6 +7,9 @@
 #   scripts/compare.sh --quick    # 3 shorter rounds, about 1.5 minutes
 #   taskset -c 0 scripts/compare.sh   # everything on one core: latency
 #                                     # without cross-core wake-ups
+#   scripts/compare.sh raw-tcp framerpc-tcp   # only some systems
+#   scripts/compare.sh rss framerpc-tcp 20    # server RSS after each of 20
+#                                             # connections echoing 16 MiB
 #
 # compare/ is a workspace of its own (target dir compare/target): the root
 # crate's build and tests never compile tokio, tarpc or jsonrpsee. The

@@ -72,6 +72,14 @@ fn main() {
         let name = args.get(1).expect("compare serve SYSTEM");
         serve(System::from_name(name).expect("unknown system"));
     }
+    if args.first().map(String::as_str) == Some("rss") {
+        let sys = args.get(1).map_or(System::FramerpcTcp, |n| {
+            System::from_name(n).expect("unknown system")
+        });
+        let conns = args.get(2).map_or(20, |n| n.parse().expect("connections"));
+        rss_growth(sys, conns);
+        return;
+    }
     let mut quick = false;
     let mut only: Vec<System> = Vec::new();
     for a in &args {
@@ -96,6 +104,33 @@ fn main() {
         ALL.into_iter().filter(|s| only.contains(s)).collect()
     };
     run(Settings::new(quick), &systems, &args);
+}
+
+/// `compare rss [SYSTEM] [N]`: N connections one after another, each
+/// echoing 16 MiB twice then closing; prints the server's RSS after each.
+fn rss_growth(sys: System, conns: usize) {
+    let data = Bytes::from(vec![0x5a; ECHO_LEN]);
+    let set = Settings {
+        c_calls: 1,
+        ..Settings::new(true)
+    };
+    let mut server = ServerProc::spawn(sys);
+    println!(
+        "{}: RSS {} MiB idle",
+        sys.name(),
+        proc_status(server.pid(), "VmRSS") / 1024
+    );
+    for k in 1..=conns {
+        workload_c(sys, &server.line, &data, &set);
+        std::thread::sleep(Duration::from_millis(200));
+        println!(
+            "after connection {k:>3}: RSS {:>5} MiB, peak {:>5} MiB, threads {}",
+            proc_status(server.pid(), "VmRSS") / 1024,
+            proc_status(server.pid(), "VmHWM") / 1024,
+            proc_status(server.pid(), "Threads")
+        );
+    }
+    server.stop();
 }
 
 fn names() -> String {
@@ -198,8 +233,14 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+fn loadavg() -> String {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn run(set: Settings, systems: &[System], args: &[String]) {
     let started = Instant::now();
+    let load_before = loadavg();
     let mut servers: Vec<ServerProc> = systems.iter().map(|&s| ServerProc::spawn(s)).collect();
     std::thread::sleep(Duration::from_millis(300));
     for s in &mut servers {
@@ -252,14 +293,28 @@ fn run(set: Settings, systems: &[System], args: &[String]) {
         }
     }
 
-    let hwm: Vec<u64> = servers
+    // Every client is gone: a server's threads should be back to idle.
+    std::thread::sleep(Duration::from_millis(500));
+    for s in &mut servers {
+        s.end_threads = proc_status(s.pid(), "Threads");
+    }
+    let hwm: Vec<(u64, u64)> = servers
         .iter()
-        .map(|s| proc_status(s.pid(), "VmHWM"))
+        .map(|s| (proc_status(s.pid(), "VmHWM"), proc_status(s.pid(), "VmRSS")))
         .collect();
     for s in &mut servers {
         s.stop();
     }
-    report(&set, &servers, &samples, &hwm, args, started.elapsed());
+    let load = format!("{load_before} before, {} after", loadavg());
+    report(
+        &set,
+        &servers,
+        &samples,
+        &hwm,
+        args,
+        started.elapsed(),
+        &load,
+    );
 }
 
 // ---------------------------------------------------------------- workloads
@@ -436,9 +491,10 @@ fn report(
     set: &Settings,
     servers: &[ServerProc],
     samples: &[Samples],
-    hwm_kib: &[u64],
+    hwm_kib: &[(u64, u64)],
     args: &[String],
     took: Duration,
+    load: &str,
 ) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -467,6 +523,7 @@ fn report(
         sh("uname", &["-r"])
     );
     println!("- date: {}", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    println!("- load average (1, 5, 15 min): {load} (anything else running skews the figures)");
     let pinned = if allowed.contains(['-', ',']) {
         ""
     } else {
@@ -489,7 +546,7 @@ fn report(
     );
     println!();
     println!(
-        "| system | A p50 µs | A p99 µs | A calls/s | B8 calls/s | B32 calls/s | C MiB/s | server peak RSS MiB | server threads idle / 32 conns / after |"
+        "| system | A p50 µs | A p99 µs | A calls/s | B8 calls/s | B32 calls/s | C MiB/s | server RSS MiB peak / after | server threads idle / 32 conns / after |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let med = |i: usize| {
@@ -506,7 +563,7 @@ fn report(
     for (i, s) in servers.iter().enumerate() {
         let m = med(i);
         println!(
-            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {} / {} / {} |",
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {} / {} / {} |",
             s.sys.label(),
             m[0],
             m[1],
@@ -514,7 +571,8 @@ fn report(
             m[3],
             m[4],
             m[5],
-            hwm_kib[i] as f64 / 1024.0,
+            hwm_kib[i].0 as f64 / 1024.0,
+            hwm_kib[i].1 as f64 / 1024.0,
             s.idle_threads,
             s.threads_at_32,
             s.end_threads
@@ -539,7 +597,7 @@ fn report(
     println!();
     println!(
         "Notes: each server runs in its own child process of the same binary (`compare serve SYSTEM`); \
-         peak RSS is its VmHWM over the whole run, threads are /proc/PID/status Threads (one of them the \
+         RSS: its VmHWM over the whole run and its VmRSS after the last client left; threads are /proc/PID/status Threads (one of them the \
          main thread waiting on stdin), read idle at start, mid-run of B32 (highest over rounds) and 0.5 s after the last client left. \
          Blocking clients (raw, tungstenite, framerpc) use one OS thread per connection; tarpc and jsonrpsee \
          clients are tokio tasks (A and C: one task on a current-thread runtime; B: one task per connection \
