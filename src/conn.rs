@@ -58,6 +58,10 @@ pub(crate) struct Services {
     pub state: Option<Arc<dyn Any + Send + Sync>>,
     /// Raw TCP: the token the first frame (`auth`) must carry.
     pub token: Option<Arc<[u8]>>,
+    /// The reading thread may run a handler itself when nothing else runs
+    /// (server connections, whose watchdog hands reading to another thread
+    /// when a handler takes long).
+    pub inline: bool,
 }
 
 /// One incoming CALL or NOTIFY, waiting for the handler thread.
@@ -66,40 +70,67 @@ pub(crate) struct Incoming {
     pub payload: Bytes,
 }
 
-/// A bounded queue of incoming calls: by count and by bytes, so a flood of
-/// pipelined calls holds back the reader (and so the sender) instead of
-/// growing memory.
+/// Incoming calls and who runs them: a bounded queue (by count and by
+/// bytes, so a flood of pipelined calls holds back the reader, and so the
+/// sender, instead of growing memory) plus the count of handlers running.
+///
+/// On a server a connection's threads share the reader role: the thread
+/// that reads a CALL runs it at once when nothing runs or waits (no hand-off
+/// to another thread, the common case), otherwise it is queued and the
+/// thread that finishes a handler runs the next one. A queued call only
+/// waits while a handler runs, so calls still run one at a time in arrival
+/// order (up to `Router::concurrency` at once).
 pub(crate) struct Inbox {
     q: Mutex<InboxState>,
     cv: Condvar,
     max_items: usize,
     max_bytes: usize,
+    max_busy: usize,
 }
 
 struct InboxState {
     items: VecDeque<Incoming>,
     bytes: usize,
     closed: bool,
+    /// Handlers running now.
+    busy: usize,
+    /// Admitted: handlers may run (until then calls wait in the queue).
+    admitted: bool,
+    /// A waiting thread should take over reading (a handler runs long, or
+    /// calls its peer and needs its reply read).
+    takeover: bool,
 }
 
 impl Inbox {
-    fn new(max_items: usize, max_bytes: usize) -> Self {
+    fn new(max_items: usize, max_bytes: usize, max_busy: usize, admitted: bool) -> Self {
         Self {
             q: Mutex::new(InboxState {
                 items: VecDeque::with_capacity(16),
                 bytes: 0,
                 closed: false,
+                busy: 0,
+                admitted,
+                takeover: false,
             }),
             cv: Condvar::new(),
             max_items,
             max_bytes,
+            max_busy: max_busy.max(1),
         }
     }
 
-    /// Queues a call, waiting while the inbox is full (an empty inbox
-    /// always takes one, however big).
-    fn push(&self, item: Incoming) {
+    /// Hands a call over: returns it back (counted as running) when the
+    /// reading thread should run it now, else queues it, waiting while the
+    /// queue is full (an empty queue always takes one, however big).
+    fn offer(&self, item: Incoming, run_here: bool) -> Option<Incoming> {
         let mut s = self.q.lock();
+        if s.closed {
+            return None;
+        }
+        if run_here && s.admitted && s.busy < self.max_busy && s.items.is_empty() {
+            s.busy += 1;
+            return Some(item);
+        }
         while !s.closed
             && !s.items.is_empty()
             && (s.items.len() >= self.max_items || s.bytes + item.payload.len() > self.max_bytes)
@@ -107,33 +138,116 @@ impl Inbox {
             self.cv.wait(&mut s);
         }
         if s.closed {
-            return;
+            return None;
         }
         s.bytes += item.payload.len();
         s.items.push_back(item);
         self.cv.notify_all();
+        None
     }
 
-    /// The next call, or `None` once closed and drained.
-    pub fn pop(&self) -> Option<Incoming> {
+    /// A queued call to run now (counted as running), if one may run.
+    pub fn try_take(&self) -> Option<Incoming> {
+        let mut s = self.q.lock();
+        if s.closed || !s.admitted || s.busy >= self.max_busy {
+            return None;
+        }
+        let item = s.items.pop_front()?;
+        s.bytes -= item.payload.len();
+        s.busy += 1;
+        self.cv.notify_all();
+        Some(item)
+    }
+
+    /// A handler finished.
+    pub fn done(&self) {
+        let mut s = self.q.lock();
+        s.busy -= 1;
+        if !s.items.is_empty() {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits until a queued call may run, a takeover is asked for, or the
+    /// connection is closed (then false).
+    pub fn wait_for_work(&self) -> bool {
         let mut s = self.q.lock();
         loop {
-            if let Some(item) = s.items.pop_front() {
-                s.bytes -= item.payload.len();
-                self.cv.notify_all();
-                return Some(item);
-            }
             if s.closed {
-                return None;
+                return false;
+            }
+            if s.takeover {
+                s.takeover = false;
+                return true;
+            }
+            if s.admitted && s.busy < self.max_busy && !s.items.is_empty() {
+                return true;
             }
             self.cv.wait(&mut s);
         }
+    }
+
+    /// Asks a waiting thread to take over reading.
+    pub fn request_takeover(&self) {
+        let mut s = self.q.lock();
+        if !s.takeover {
+            s.takeover = true;
+            self.cv.notify_all();
+        }
+    }
+
+    /// Lets handlers run (admission granted).
+    pub fn admit(&self) {
+        self.q.lock().admitted = true;
+        self.cv.notify_all();
+    }
+
+    /// True once admitted.
+    pub fn is_admitted(&self) -> bool {
+        self.q.lock().admitted
+    }
+
+    /// Takes every queued call (to refuse them).
+    pub fn drain(&self) -> Vec<Incoming> {
+        let mut s = self.q.lock();
+        s.bytes = 0;
+        s.items.drain(..).collect()
     }
 
     pub fn close(&self) {
         self.q.lock().closed = true;
         self.cv.notify_all();
     }
+}
+
+/// The reader role: the transport's read half and the heartbeat clock.
+/// Exactly one thread holds it at a time.
+pub(crate) struct Role {
+    src: Box<dyn FrameRead>,
+    last_life: Instant,
+    seen: u64,
+    pinged: bool,
+}
+
+impl Role {
+    pub fn new(src: Box<dyn FrameRead>) -> Self {
+        Self {
+            seen: src.received(),
+            src,
+            last_life: Instant::now(),
+            pinged: false,
+        }
+    }
+}
+
+/// What one read did.
+pub(crate) enum Step {
+    /// Keep reading.
+    Continue,
+    /// Run this call now, on this thread (already counted as running).
+    Run(Incoming),
+    /// The connection is over.
+    End,
 }
 
 struct Pending {
@@ -157,6 +271,15 @@ pub(crate) struct Conn {
     /// Incoming calls queued or running: id -> cancelled.
     calls: Mutex<HashMap<u32, bool>>,
     pub inbox: Inbox,
+    /// The admission permit, held for the life of the connection.
+    pub permit: Mutex<Option<crate::admission::Permit>>,
+    /// The reader role while no thread holds it (server connections).
+    pub role: Mutex<Option<Role>>,
+    /// Whether the reading thread may run handlers itself (servers: yes,
+    /// with a watchdog; clients: no, a handler thread runs them).
+    run_inline: bool,
+    /// When the handler running now started (ns since `EPOCH`, 0: none).
+    running_since: AtomicU64,
     authorized: AtomicBool,
     pub shutting_down: AtomicBool,
     closed: AtomicBool,
@@ -191,6 +314,9 @@ impl Conn {
     ) -> Self {
         let inbox_bytes = (limits.max_frame_len as usize).clamp(1 << 20, 64 << 20);
         let authorized = services.token.is_none();
+        let max_busy = services.router.as_ref().map_or(1, |r| r.max_concurrency());
+        let admitted = services.admission.is_none();
+        let run_inline = services.inline;
         Self {
             id,
             peer,
@@ -206,7 +332,11 @@ impl Conn {
             heartbeat_id: AtomicU32::new(0),
             stray_replies: AtomicU64::new(0),
             calls: Mutex::new(HashMap::with_capacity(16)),
-            inbox: Inbox::new(256, inbox_bytes),
+            inbox: Inbox::new(256, inbox_bytes, max_busy, admitted),
+            permit: Mutex::new(None),
+            role: Mutex::new(None),
+            run_inline,
+            running_since: AtomicU64::new(0),
             authorized: AtomicBool::new(authorized),
             shutting_down: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -291,6 +421,7 @@ impl Conn {
             self.pending.lock().waiting.remove(&id);
             return Err(e);
         }
+        self.reader_needed();
         let timeout = timeout.unwrap_or(self.default_timeout);
         match rx.recv_timeout(timeout) {
             Ok(frame) => Ok(frame),
@@ -367,7 +498,7 @@ impl Conn {
 
     /// Called by the reader when it ends: fails every pending call at once,
     /// stops the handler thread, wakes admission waiters.
-    fn finish(&self) {
+    pub fn finish(&self) {
         self.closed.store(true, Ordering::Release);
         self.writer.lock().shutdown();
         let waiting = {
@@ -402,7 +533,7 @@ impl Conn {
         false
     }
 
-    fn on_frame(&self, frame: Frame) -> Result<(), Error> {
+    fn on_frame(&self, frame: Frame) -> Result<Option<Incoming>, Error> {
         let h = frame.header;
         match h.kind {
             Kind::Reply | Kind::Error => {
@@ -416,29 +547,29 @@ impl Conn {
                         self.stray_replies.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Ok(())
+                Ok(None)
             }
             Kind::Cancel => {
                 if let Some(c) = self.calls.lock().get_mut(&h.id) {
                     *c = true;
                 }
-                Ok(())
+                Ok(None)
             }
             Kind::Call | Kind::Notify => self.on_call(h, frame.payload),
         }
     }
 
-    fn on_call(&self, h: Header, payload: Bytes) -> Result<(), Error> {
+    fn on_call(&self, h: Header, payload: Bytes) -> Result<Option<Incoming>, Error> {
         let answer = h.kind == Kind::Call;
         if !self.authorized.load(Ordering::Relaxed) {
-            return self.check_auth(h, &payload);
+            return self.check_auth(h, &payload).map(|()| None);
         }
         match h.cmd {
             builtin::PING => {
                 if answer {
                     self.send_with(Kind::Reply, h.cmd, h.id, |b| b.put_slice(&payload))?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             builtin::STATUS => {
                 if answer {
@@ -454,7 +585,7 @@ impl Conn {
                         b.put_u32_le(s.waiting);
                     })?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             builtin::LIST => {
                 if answer {
@@ -463,7 +594,7 @@ impl Conn {
                         builtin::encode_list(router, b)
                     })?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             builtin::QUEUE => {
                 if answer {
@@ -475,13 +606,13 @@ impl Conn {
                     };
                     self.send_with(Kind::Reply, h.cmd, h.id, |b| b.put_slice(text.as_bytes()))?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             builtin::AUTH => {
                 if answer {
                     self.send_with(Kind::Reply, h.cmd, h.id, |_| {})?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             _ => {}
         }
@@ -495,7 +626,7 @@ impl Conn {
                 let msg = format!("unknown command {}", h.cmd);
                 self.send_error(h.cmd, h.id, ErrorCode::UNKNOWN_COMMAND, &msg);
             }
-            return Ok(());
+            return Ok(None);
         }
         if self.shutting_down.load(Ordering::Relaxed) {
             if answer {
@@ -506,13 +637,44 @@ impl Conn {
                     "server is shutting down",
                 );
             }
-            return Ok(());
+            return Ok(None);
         }
         if answer {
             self.calls.lock().insert(h.id, false);
         }
-        self.inbox.push(Incoming { header: h, payload });
-        Ok(())
+        if !self.inbox.is_admitted() && !self.admit_at_once(h) {
+            return Ok(None);
+        }
+        Ok(self
+            .inbox
+            .offer(Incoming { header: h, payload }, self.run_inline))
+    }
+
+    /// Under [`WhenFull::Refuse`](crate::WhenFull::Refuse) a connection is
+    /// admitted by its first call that finds a free slot; other calls get
+    /// BUSY. False when the call was refused (and answered).
+    fn admit_at_once(&self, h: Header) -> bool {
+        let Some(adm) = &self.services.admission else {
+            return true;
+        };
+        if adm.policy() != crate::WhenFull::Refuse {
+            return true; // queued: the handler thread waits for admission
+        }
+        match adm.try_acquire(self.peer) {
+            Ok(p) => {
+                self.place.store(p.ticket() + 1, Ordering::Release);
+                *self.permit.lock() = Some(p);
+                self.inbox.admit();
+                true
+            }
+            Err(r) => {
+                if h.kind == Kind::Call {
+                    self.send_error(h.cmd, h.id, ErrorCode::BUSY, &r.message);
+                    self.call_done(h.id);
+                }
+                false
+            }
+        }
     }
 
     fn check_auth(&self, h: Header, payload: &Bytes) -> Result<(), Error> {
@@ -582,46 +744,92 @@ fn is_tick(e: &Error) -> bool {
     matches!(e, Error::Io(io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
-/// The reader loop of one connection; returns when the connection ends.
-pub(crate) fn run_reader(conn: &Conn, src: &mut dyn FrameRead) {
-    let mut last_life = Instant::now();
-    let mut seen = src.received();
-    let mut pinged = false;
-    loop {
-        match src.read_frame() {
+impl Conn {
+    /// Reads one frame (or wakes on the read timeout) and acts on it.
+    pub fn read_step(&self, role: &mut Role) -> Step {
+        match role.src.read_frame() {
             Ok(Some(frame)) => {
-                last_life = Instant::now();
-                seen = src.received();
-                pinged = false;
-                if conn.on_frame(frame).is_err() {
-                    break;
+                role.last_life = Instant::now();
+                role.seen = role.src.received();
+                role.pinged = false;
+                match self.on_frame(frame) {
+                    Ok(Some(item)) => Step::Run(item),
+                    Ok(None) => Step::Continue,
+                    Err(_) => Step::End,
                 }
             }
-            Ok(None) => break,
+            Ok(None) => Step::End,
             Err(e) if is_tick(&e) => {
-                if conn.is_closed() {
-                    break;
+                if self.is_closed() {
+                    return Step::End;
                 }
-                if src.received() != seen {
-                    seen = src.received();
-                    last_life = Instant::now();
-                    pinged = false;
+                if role.src.received() != role.seen {
+                    role.seen = role.src.received();
+                    role.last_life = Instant::now();
+                    role.pinged = false;
                 }
-                let silent = last_life.elapsed();
-                if conn.limits.idle_timeout.is_some_and(|d| silent >= d) {
-                    break;
+                let silent = role.last_life.elapsed();
+                if self.limits.idle_timeout.is_some_and(|d| silent >= d) {
+                    return Step::End;
                 }
-                if !pinged && conn.limits.ping_after.is_some_and(|d| silent >= d) {
-                    pinged = true;
-                    conn.heartbeat();
+                if !role.pinged && self.limits.ping_after.is_some_and(|d| silent >= d) {
+                    role.pinged = true;
+                    self.heartbeat();
                 }
+                Step::Continue
             }
             Err(e) => {
-                if !conn.is_closed() && !e.is_disconnect() {
-                    conn.writer.lock().refuse(&e, src.pending_header());
+                if !self.is_closed() && !e.is_disconnect() {
+                    self.writer.lock().refuse(&e, role.src.pending_header());
                 }
-                break;
+                Step::End
             }
+        }
+    }
+
+    /// Marks the start (or, with `false`, the end) of a handler run, for
+    /// the watchdog.
+    pub fn mark_running(&self, running: bool) {
+        let now = if running { now_ns().max(1) } else { 0 };
+        self.running_since.store(now, Ordering::Release);
+    }
+
+    /// Called by the server's watchdog: if a handler has run for longer
+    /// than `stall` while no thread reads, a waiting thread takes over
+    /// reading (so pings, status and replies are served).
+    pub fn check_stalled(&self, stall: Duration) {
+        let since = self.running_since.load(Ordering::Acquire);
+        if since == 0 || now_ns().saturating_sub(since) < stall.as_nanos() as u64 {
+            return;
+        }
+        if self.role.try_lock().is_some_and(|r| r.is_some()) {
+            self.inbox.request_takeover();
+        }
+    }
+
+    /// Before a handler waits on its peer: make sure someone reads.
+    fn reader_needed(&self) {
+        if self.run_inline && self.role.try_lock().is_some_and(|r| r.is_some()) {
+            self.inbox.request_takeover();
+        }
+    }
+}
+
+/// Nanoseconds since the first call (a monotonic clock as a number).
+fn now_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The reader loop of a connection whose reader never runs handlers (a
+/// client's); returns when the connection ends.
+pub(crate) fn run_reader(conn: &Conn, src: Box<dyn FrameRead>) {
+    let mut role = Role::new(src);
+    loop {
+        match conn.read_step(&mut role) {
+            Step::Continue => {}
+            Step::Run(_) => unreachable!("a client's reader never runs handlers"),
+            Step::End => break,
         }
     }
     conn.finish();

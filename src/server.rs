@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use crate::admission::{Admission, ReleaseHook, Released, Status, Ticket, WhenFull};
 use crate::command::Command;
-use crate::conn::{run_reader, Conn, FrameRead, FrameWrite, Services, DEFAULT_GRACE};
+use crate::conn::{Conn, FrameRead, FrameWrite, Role, Services, DEFAULT_GRACE};
 use crate::error::Error;
 use crate::frame::{FrameReader, Limits};
 use crate::peer::Peer;
@@ -162,6 +162,7 @@ impl ServerBuilder {
             admission: Some(admission),
             state: self.state.clone(),
             token: self.token.clone(),
+            inline: true,
         };
         let shared = Arc::new(Shared {
             local_addr,
@@ -175,9 +176,15 @@ impl ServerBuilder {
         let accept = std::thread::Builder::new()
             .name("framerpc-accept".into())
             .spawn(move || accept_loop(&s, listener))?;
+        let s = Arc::clone(&shared);
+        let watchdog = std::thread::Builder::new()
+            .name("framerpc-watchdog".into())
+            .stack_size(64 * 1024)
+            .spawn(move || watchdog(&s))?;
         Ok(Server {
             shared,
             accept: Some(accept),
+            watchdog: Some(watchdog),
         })
     }
 }
@@ -214,6 +221,7 @@ pub(crate) struct Shared {
 pub struct Server {
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
+    watchdog: Option<JoinHandle<()>>,
 }
 
 impl fmt::Debug for Server {
@@ -291,7 +299,10 @@ impl Server {
 
     fn stop(&mut self) -> bool {
         let clean = self.shared.shutdown();
-        if let Some(t) = self.accept.take() {
+        for t in [self.accept.take(), self.watchdog.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
         clean
@@ -441,6 +452,32 @@ impl Shared {
     }
 }
 
+/// How long a handler may run with nobody reading its connection before
+/// another of the connection's threads takes over reading.
+const STALL: Duration = Duration::from_millis(5);
+
+/// A connection's reading thread runs a call itself when nothing else runs
+/// (no hand-off, the fast path); this thread makes sure a long call never
+/// leaves the connection unread: after [`STALL`], another thread of that
+/// connection takes over reading (pings, status, replies to the handler's
+/// own calls to its peer).
+fn watchdog(shared: &Arc<Shared>) {
+    while !shared.stop.load(Ordering::Acquire) {
+        let conns: Vec<Arc<Conn>> = shared
+            .conns
+            .lock()
+            .values()
+            .filter_map(|l| l.conn.clone())
+            .collect();
+        for c in &conns {
+            c.check_stalled(STALL);
+        }
+        let idle = conns.is_empty();
+        drop(conns);
+        std::thread::sleep(if idle { STALL * 10 } else { STALL });
+    }
+}
+
 fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
     for stream in listener.incoming() {
         if shared.stop.load(Ordering::Acquire) {
@@ -465,7 +502,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         let s = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name(format!("framerpc-conn-{id}"))
-            .stack_size(128 * 1024)
+            .stack_size(shared.config.stack_size)
             .spawn(move || {
                 let _done = done_tx; // dropped when this thread ends
                 serve_stream(&s, id, stream);
@@ -512,7 +549,7 @@ pub(crate) fn run_conn(
     shared: &Arc<Shared>,
     id: u64,
     writer: Box<dyn FrameWrite>,
-    mut reader: Box<dyn FrameRead>,
+    reader: Box<dyn FrameRead>,
     services: Services,
 ) {
     let peer = writer.peer_addr();
@@ -525,30 +562,44 @@ pub(crate) fn run_conn(
         writer,
     ));
     shared.attach(id, &conn);
-    let on_connect = shared.config.on_connect.clone();
-    let worker = conn.services.router.clone().and_then(|router| {
-        let c = Arc::clone(&conn);
-        std::thread::Builder::new()
-            .name(format!("framerpc-conn-{id}-handlers"))
-            .stack_size(shared.config.stack_size)
-            .spawn(move || {
-                if let Some(hook) = on_connect {
-                    let peer = Peer::from_conn(Arc::clone(&c));
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));
-                }
-                crate::worker::run_handlers(c, router)
-            })
-            .ok()
-    });
-    if worker.is_none() && conn.services.router.is_some() {
+    let Some(router) = conn.services.router.clone() else {
+        return;
+    };
+    // One handler thread per handler that may run at once; with this
+    // (connection) thread they share reading and running calls.
+    let handlers: Vec<_> = (0..router.max_concurrency())
+        .filter_map(|i| {
+            let (c, r) = (Arc::clone(&conn), Arc::clone(&router));
+            let on_connect = (i == 0).then(|| shared.config.on_connect.clone()).flatten();
+            std::thread::Builder::new()
+                .name(format!("framerpc-conn-{id}-handlers"))
+                .stack_size(shared.config.stack_size)
+                .spawn(move || {
+                    if let Some(hook) = on_connect {
+                        let peer = Peer::from_conn(Arc::clone(&c));
+                        let _ =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));
+                    }
+                    if i == 0 {
+                        crate::worker::run_handlers(c, r);
+                    } else {
+                        crate::worker::serve(&c, &r, None);
+                    }
+                })
+                .ok()
+        })
+        .collect();
+    if handlers.is_empty() {
         conn.close();
     }
-    run_reader(&conn, reader.as_mut());
-    if let Some(w) = worker {
-        // The handler thread ends once its current handler returns; the
-        // permit is released there. Wait for it so `done` means done.
-        let _ = w.join();
+    crate::worker::serve(&conn, &router, Some(Role::new(reader)));
+    // The other threads end once their current handler returns. Wait for
+    // them so `done` means done; then the permit goes back.
+    for h in handlers {
+        let _ = h.join();
     }
+    router.disconnected(conn.id);
+    drop(conn.permit.lock().take());
     if let Some(hook) = &shared.config.on_disconnect {
         let peer = Peer::from_conn(conn);
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));

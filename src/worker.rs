@@ -1,5 +1,6 @@
-//! The handler thread of a connection: admission first, then the queued
-//! calls in arrival order, each under `catch_unwind`.
+//! Running a connection's calls: admission first, then each call under
+//! `catch_unwind`, in arrival order, on whichever of the connection's
+//! threads read it (or finished the call before it).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -7,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::admission::{Permit, WhenFull};
-use crate::conn::{Conn, Incoming};
+use crate::admission::WhenFull;
+use crate::conn::{Conn, Incoming, Role, Step};
 use crate::error::{Error, ErrorCode};
 use crate::frame::{finish_frame, start_frame, Kind};
 use crate::router::{Ctx, Router};
@@ -16,11 +17,11 @@ use crate::router::{Ctx, Router};
 /// Keep at most this much reply buffer between calls.
 const KEEP_BUF: usize = 1 << 20;
 
-/// Runs the handlers of one connection until its inbox closes.
+/// The handler thread of a connection: admission first (a queued server
+/// connection waits here, while its reader answers `ping` and `status`),
+/// then [`serve`] until the connection ends.
 pub(crate) fn run_handlers(conn: Arc<Conn>, router: Arc<Router>) {
-    let mut permit: Option<Permit> = None;
-    let admission = conn.services.admission.clone();
-    if let Some(adm) = &admission {
+    if let Some(adm) = &conn.services.admission {
         if let WhenFull::Queue { max_wait } = adm.policy() {
             let ticket = conn
                 .ticket
@@ -29,11 +30,14 @@ pub(crate) fn run_handlers(conn: Arc<Conn>, router: Arc<Router>) {
                 .unwrap_or_else(|| adm.enter(conn.peer));
             conn.place.store(ticket.id() + 1, Ordering::Release);
             match adm.wait(ticket, max_wait, &|| conn.is_closed()) {
-                Ok(p) => permit = Some(p),
+                Ok(p) => {
+                    *conn.permit.lock() = Some(p);
+                    conn.inbox.admit();
+                }
                 Err(refusal) => {
                     // Answer what is queued, then let the connection go.
                     conn.inbox.close();
-                    while let Some(inc) = conn.inbox.pop() {
+                    for inc in conn.inbox.drain() {
                         refuse(&conn, &inc, ErrorCode::BUSY, &refusal.message);
                     }
                     conn.close();
@@ -42,40 +46,56 @@ pub(crate) fn run_handlers(conn: Arc<Conn>, router: Arc<Router>) {
             }
         }
     }
-    let workers = router.max_concurrency();
-    std::thread::scope(|s| {
-        for _ in 1..workers {
-            s.spawn(|| handler_loop(&conn, &router, &mut None));
-        }
-        handler_loop(&conn, &router, &mut permit);
-    });
-    router.disconnected(conn.id);
-    drop(permit);
+    serve(&conn, &router, None);
 }
 
-fn handler_loop(conn: &Arc<Conn>, router: &Router, permit: &mut Option<Permit>) {
+/// The loop every thread of a connection runs: run a call that may run;
+/// else take the reader role if it is free and read (running a call at
+/// once when nothing else runs); else wait for work or for a request to
+/// take over reading. Returns when the connection ends.
+pub(crate) fn serve(conn: &Arc<Conn>, router: &Router, mut role: Option<Role>) {
     let mut out = BytesMut::with_capacity(1024);
-    while let Some(inc) = conn.inbox.pop() {
-        if permit.is_none() {
-            if let Some(adm) = &conn.services.admission {
-                if adm.policy() == WhenFull::Refuse {
-                    match adm.try_acquire(conn.peer) {
-                        Ok(p) => {
-                            conn.place.store(p.ticket() + 1, Ordering::Release);
-                            *permit = Some(p);
-                        }
-                        Err(r) => {
-                            refuse(conn, &inc, ErrorCode::BUSY, &r.message);
-                            continue;
-                        }
-                    }
-                }
+    loop {
+        if let Some(item) = conn.inbox.try_take() {
+            if let Some(r) = role.take() {
+                *conn.role.lock() = Some(r);
+            }
+            run(conn, router, item, &mut out);
+            continue;
+        }
+        if role.is_none() {
+            role = conn.role.lock().take();
+        }
+        let Some(mut r) = role.take() else {
+            if !conn.inbox.wait_for_work() {
+                return;
+            }
+            continue;
+        };
+        match conn.read_step(&mut r) {
+            Step::Continue => role = Some(r),
+            Step::Run(item) => {
+                // Reading is free for another thread while this one runs
+                // the call; the watchdog hands it over if the call is long.
+                *conn.role.lock() = Some(r);
+                run(conn, router, item, &mut out);
+            }
+            Step::End => {
+                conn.finish();
+                return;
             }
         }
-        handle_one(conn, router, inc, &mut out);
-        if out.capacity() > KEEP_BUF {
-            out = BytesMut::with_capacity(1024);
-        }
+    }
+}
+
+/// Runs one call (already counted as running) and marks it done.
+fn run(conn: &Arc<Conn>, router: &Router, item: Incoming, out: &mut BytesMut) {
+    conn.mark_running(true);
+    handle_one(conn, router, item, out);
+    conn.mark_running(false);
+    conn.inbox.done();
+    if out.capacity() > KEEP_BUF {
+        *out = BytesMut::with_capacity(1024);
     }
 }
 

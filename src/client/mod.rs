@@ -127,7 +127,11 @@ impl ClientBuilder {
         tune(&stream, &self.limits)?;
         let peer = stream.peer_addr().ok();
         let reader = FrameReader::new(stream.try_clone()?, self.limits.max_frame_len);
-        Ok((peer, Box::new(TcpWriter(stream)), Box::new(TcpReader(reader))))
+        Ok((
+            peer,
+            Box::new(TcpWriter(stream)),
+            Box::new(TcpReader(reader)),
+        ))
     }
 
     fn dial(&self, target: &Target) -> Result<Transport, Error> {
@@ -158,7 +162,11 @@ impl ClientBuilder {
 
     /// Connects over raw TCP, then checks the server's command table
     /// against `specs` (see [`Client::check`]).
-    pub fn connect_checked(self, addr: impl ToSocketAddrs, specs: &[&dyn Spec]) -> Result<Client, Error> {
+    pub fn connect_checked(
+        self,
+        addr: impl ToSocketAddrs,
+        specs: &[&dyn Spec],
+    ) -> Result<Client, Error> {
         let client = self.connect(addr)?;
         client.check(specs)?;
         Ok(client)
@@ -169,14 +177,21 @@ impl ClientBuilder {
         &self,
         peer: Option<SocketAddr>,
         writer: Box<dyn crate::conn::FrameWrite>,
-        mut reader: Box<dyn crate::conn::FrameRead>,
+        reader: Box<dyn crate::conn::FrameRead>,
     ) -> Result<(Peer, JoinHandle<()>), Error> {
         let services = Services {
             router: self.router.clone(),
             ..Services::default()
         };
         let id = CLIENT_IDS.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn::new(id, peer, self.limits, services, self.timeout, writer));
+        let conn = Arc::new(Conn::new(
+            id,
+            peer,
+            self.limits,
+            services,
+            self.timeout,
+            writer,
+        ));
         let c = Arc::clone(&conn);
         let router = self.router.clone();
         let spawned = std::thread::Builder::new()
@@ -190,7 +205,7 @@ impl ClientBuilder {
                         .spawn(move || crate::worker::run_handlers(c, router))
                         .ok()
                 });
-                run_reader(&c, reader.as_mut());
+                run_reader(&c, reader);
                 if let Some(w) = worker {
                     let _ = w.join();
                 }
@@ -241,10 +256,7 @@ pub(crate) enum Target {
     Ws(String),
 }
 
-pub(crate) fn connect_tcp(
-    addr: impl ToSocketAddrs,
-    timeout: Duration,
-) -> Result<TcpStream, Error> {
+pub(crate) fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, Error> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&a, timeout) {
@@ -253,7 +265,9 @@ pub(crate) fn connect_tcp(
         }
     }
     Err(last
-        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to"))
+        .unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to")
+        })
         .into())
 }
 
@@ -335,7 +349,9 @@ impl Client {
             if cur.is_connected() || self.inner.outage.is_none() {
                 return Ok((cur.clone(), wait.saturating_sub(start.elapsed())));
             }
-            if self.inner.closed.load(Ordering::Acquire) || self.inner.gave_up.load(Ordering::Acquire) {
+            if self.inner.closed.load(Ordering::Acquire)
+                || self.inner.gave_up.load(Ordering::Acquire)
+            {
                 return Err(Error::Disconnected);
             }
             let left = wait.saturating_sub(start.elapsed());
@@ -426,7 +442,10 @@ impl Client {
                 }));
             };
             if have.name != want.name {
-                return Err(mismatch(format!("the server calls id {} {:?}", want.id, have.name)));
+                return Err(mismatch(format!(
+                    "the server calls id {} {:?}",
+                    want.id, have.name
+                )));
             }
             if have.request_schema != want.request_schema {
                 return Err(mismatch(format!(

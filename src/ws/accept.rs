@@ -187,6 +187,7 @@ fn handshake(
         state: shared.services.state.clone(),
         // The token was checked at the upgrade: no `auth` frame on WS.
         token: None,
+        inline: true,
     };
     Some((out, services, socket))
 }
