@@ -284,3 +284,25 @@ fn server_death_fails_pending_calls_at_once() {
     assert!(c.call(&ADD_2_WORDS, &(1, 1)).is_err());
     drop(gate);
 }
+
+#[test]
+fn ping_status_and_other_replies_flow_while_a_handler_runs() {
+    let (router, gate) = router_gated(Arc::new(AtomicU32::new(0)));
+    let srv = serve(router);
+    let c = srv.client();
+    let c2 = c.clone();
+    let long = std::thread::spawn(move || c2.call(&BLOCK, &()));
+    gate.started.recv_timeout(T).unwrap();
+    // The handler is blocked until released: these are answered anyway,
+    // so a long call never makes the connection look dead.
+    for _ in 0..3 {
+        assert_eq!(&c.ping(b"alive").unwrap()[..], b"alive");
+        c.status().unwrap();
+    }
+    // A call queued behind the handler waits its turn (arrival order).
+    let c3 = c.clone();
+    let queued = std::thread::spawn(move || c3.call(&ADD_2_WORDS, &(1, 2)));
+    gate.release.send(()).unwrap();
+    long.join().unwrap().unwrap();
+    assert_eq!(queued.join().unwrap().unwrap(), 3);
+}
