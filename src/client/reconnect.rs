@@ -145,7 +145,9 @@ mod tests {
     fn delay_doubles_caps_and_jitters() {
         let p = Reconnect::default();
         for attempt in 0..30 {
-            let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(20)).min(Duration::from_secs(5));
+            let base = Duration::from_millis(100)
+                .saturating_mul(1 << attempt.min(20))
+                .min(Duration::from_secs(5));
             let d = p.delay(attempt, random());
             assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?}");
         }
