@@ -40,7 +40,10 @@ impl<Req, Resp> Command<Req, Resp> {
         request: &'static dyn Codec<Value = Req>,
         response: &'static dyn Codec<Value = Resp>,
     ) -> Self {
-        assert!(id < RESERVED_START, "command ids 0xFF00..=0xFFFF are reserved");
+        assert!(
+            id < RESERVED_START,
+            "command ids 0xFF00..=0xFFFF are reserved"
+        );
         Self {
             id,
             name,

@@ -535,7 +535,13 @@ mod tests {
         let payload: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
         let mut bytes = encode_frame(Kind::Reply, 1, 2, &payload);
         bytes.extend_from_slice(&encode_frame(Kind::Reply, 1, 3, b"next"));
-        let mut r = FrameReader::new(Stutter { data: &bytes, tick: false }, 4 << 20);
+        let mut r = FrameReader::new(
+            Stutter {
+                data: &bytes,
+                tick: false,
+            },
+            4 << 20,
+        );
         let mut frames = Vec::new();
         for _ in 0..1000 {
             match r.read_frame() {
@@ -557,7 +563,10 @@ mod tests {
         let mut r = FrameReader::new(&bytes[..400_000], 1 << 20);
         assert!(matches!(
             r.read_frame(),
-            Err(Error::Protocol(ProtocolError::TruncatedFrame { needed: 500_012, .. }))
+            Err(Error::Protocol(ProtocolError::TruncatedFrame {
+                needed: 500_012,
+                ..
+            }))
         ));
     }
 

@@ -58,29 +58,47 @@ impl Peer {
         req: &Req,
         timeout: Option<Duration>,
     ) -> Result<Resp, Error> {
-        self.0.call(cmd.id(), cmd.name(), cmd.request(), cmd.response(), req, timeout)
+        self.0.call(
+            cmd.id(),
+            cmd.name(),
+            cmd.request(),
+            cmd.response(),
+            req,
+            timeout,
+        )
     }
 
     /// Sends `cmd` one way: no reply, not even an error.
     pub fn notify<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<(), Error> {
-        self.0.send_with(Kind::Notify, cmd.id(), 0, |b| cmd.request().encode(req, b))
+        self.0
+            .send_with(Kind::Notify, cmd.id(), 0, |b| cmd.request().encode(req, b))
     }
 
     /// An untyped call: payload bytes in, reply payload bytes out.
-    pub fn call_raw(&self, cmd: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Bytes, Error> {
+    pub fn call_raw(
+        &self,
+        cmd: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, Error> {
         let name = format!("command {cmd:#06x}");
-        let frame = self.0.call_frame(cmd, &name, timeout, |b| b.put_slice(payload))?;
+        let frame = self
+            .0
+            .call_frame(cmd, &name, timeout, |b| b.put_slice(payload))?;
         reply_payload(frame)
     }
 
     /// An untyped one-way call.
     pub fn notify_raw(&self, cmd: u16, payload: &[u8]) -> Result<(), Error> {
-        self.0.send_with(Kind::Notify, cmd, 0, |b| b.put_slice(payload))
+        self.0
+            .send_with(Kind::Notify, cmd, 0, |b| b.put_slice(payload))
     }
 
     /// The built-in `ping`: the peer echoes `data`.
     pub fn ping(&self, data: &[u8]) -> Result<Bytes, Error> {
-        let frame = self.0.call_frame(builtin::PING, "ping", None, |b| b.put_slice(data))?;
+        let frame = self
+            .0
+            .call_frame(builtin::PING, "ping", None, |b| b.put_slice(data))?;
         reply_payload(frame)
     }
 
@@ -116,7 +134,9 @@ impl Peer {
     /// Replies that arrived for calls nobody waited for any more (late
     /// replies to timed-out calls), dropped and counted.
     pub fn stray_replies(&self) -> u64 {
-        self.0.stray_replies.load(std::sync::atomic::Ordering::Relaxed)
+        self.0
+            .stray_replies
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Closes the connection; pending calls fail with `Disconnected`.

@@ -30,7 +30,10 @@ impl FrameWrite for TcpWriter {
     }
     fn refuse(&mut self, err: &Error, header: Option<[u8; 12]>) {
         let (cmd, id) = header.map_or((0, 0), |h| {
-            (u16::from_le_bytes([h[6], h[7]]), u32::from_le_bytes([h[8], h[9], h[10], h[11]]))
+            (
+                u16::from_le_bytes([h[6], h[7]]),
+                u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
+            )
         });
         let code = match err {
             Error::TooLarge { .. } => ErrorCode::TOO_LARGE,

@@ -55,5 +55,8 @@ fn small_calls_do_not_allocate_on_the_server() {
     }
     let allocs = ALLOCS.load(Ordering::SeqCst) - before;
     println!("{allocs} allocations in {n} calls");
-    assert!(allocs * 100 < n, "{allocs} allocations in {n} calls: the server allocates per call");
+    assert!(
+        allocs * 100 < n,
+        "{allocs} allocations in {n} calls: the server allocates per call"
+    );
 }

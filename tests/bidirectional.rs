@@ -34,7 +34,9 @@ fn client_router(announcements: crossbeam_channel::Sender<String>) -> Router {
 fn server_router() -> Router {
     greet::router().handle_with(&DOUBLE_PLUS_ONE, |ctx, n| {
         // Calls back into the very client that is waiting for this reply.
-        let doubled = ctx.peer().call_timeout(&DOUBLE, &n, Duration::from_secs(5))?;
+        let doubled = ctx
+            .peer()
+            .call_timeout(&DOUBLE, &n, Duration::from_secs(5))?;
         Ok(doubled + 1)
     })
 }
@@ -43,7 +45,11 @@ fn server_router() -> Router {
 fn handler_calls_back_into_its_caller_before_returning() {
     let srv = serve(server_router());
     let (tx, _rx) = unbounded();
-    let c = Client::builder().handlers(client_router(tx)).timeout(T).connect(srv.addr()).unwrap();
+    let c = Client::builder()
+        .handlers(client_router(tx))
+        .timeout(T)
+        .connect(srv.addr())
+        .unwrap();
     assert_eq!(c.call(&DOUBLE_PLUS_ONE, &20).unwrap(), 41);
 }
 
@@ -55,7 +61,11 @@ fn both_directions_at_once_from_several_threads() {
     });
     let srv = serve_with(builder, server_router());
     let (tx, _rx) = unbounded();
-    let c = Client::builder().handlers(client_router(tx)).timeout(T).connect(srv.addr()).unwrap();
+    let c = Client::builder()
+        .handlers(client_router(tx))
+        .timeout(T)
+        .connect(srv.addr())
+        .unwrap();
     let peer = peers_rx.recv_timeout(T).unwrap();
     std::thread::scope(|s| {
         for t in 0..4u32 {
@@ -69,7 +79,10 @@ fn both_directions_at_once_from_several_threads() {
             let peer = peer.clone();
             s.spawn(move || {
                 for i in 0..200 {
-                    assert_eq!(peer.call_timeout(&DOUBLE, &(t * 1000 + i), T).unwrap(), 2 * (t * 1000 + i));
+                    assert_eq!(
+                        peer.call_timeout(&DOUBLE, &(t * 1000 + i), T).unwrap(),
+                        2 * (t * 1000 + i)
+                    );
                 }
             });
         }
@@ -105,7 +118,13 @@ fn broadcast_reaches_each_of_twenty_clients_exactly_once() {
     let srv = serve_with(builder, greet::router());
     let (tx, rx) = unbounded();
     let mut clients: Vec<Client> = (0..20)
-        .map(|_| Client::builder().handlers(client_router(tx.clone())).timeout(T).connect(srv.addr()).unwrap())
+        .map(|_| {
+            Client::builder()
+                .handlers(client_router(tx.clone()))
+                .timeout(T)
+                .connect(srv.addr())
+                .unwrap()
+        })
         .collect();
     eventually("all connected", || connected.load(Ordering::SeqCst) == 20);
     // One goes away first: it is skipped, with no error for the others.
@@ -137,9 +156,14 @@ fn server_handle_notifies_one_client_later_from_another_thread() {
         greet::router(),
     );
     let (tx, rx) = unbounded();
-    let _c = Client::builder().handlers(client_router(tx)).connect(srv.addr()).unwrap();
+    let _c = Client::builder()
+        .handlers(client_router(tx))
+        .connect(srv.addr())
+        .unwrap();
     let peer = peers_rx.recv_timeout(T).unwrap();
-    std::thread::spawn(move || peer.notify(&ANNOUNCE, &"just you".to_string()).unwrap()).join().unwrap();
+    std::thread::spawn(move || peer.notify(&ANNOUNCE, &"just you".to_string()).unwrap())
+        .join()
+        .unwrap();
     assert_eq!(rx.recv_timeout(T).unwrap(), "just you");
     assert_eq!(srv.server().handle().peers().len(), 1);
 }

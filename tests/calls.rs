@@ -39,13 +39,18 @@ fn router_gated(counter: Arc<AtomicU32>) -> (Router, Gate) {
     let r = greet::router()
         .handle(&BLOCK, move |()| {
             started_tx.send(()).unwrap();
-            release_rx.recv_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+            release_rx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|e| e.to_string())?;
             Ok(())
         })
         .handle(&DIVIDE, |(a, b)| {
-            a.checked_div(b).ok_or_else(|| HandlerError::with_code(1001, "division by zero"))
+            a.checked_div(b)
+                .ok_or_else(|| HandlerError::with_code(1001, "division by zero"))
         })
-        .handle(&EXPLODE, |n| -> Result<u32, HandlerError> { panic!("boom {n}") })
+        .handle(&EXPLODE, |n| -> Result<u32, HandlerError> {
+            panic!("boom {n}")
+        })
         .handle_with(&SLOW, |ctx, ms| {
             let deadline = std::time::Instant::now() + Duration::from_millis(ms);
             while std::time::Instant::now() < deadline {
@@ -73,7 +78,8 @@ fn server() -> (TestServer, Arc<AtomicU32>) {
 #[test]
 fn typed_calls_return_values() {
     let (srv, _) = server();
-    let c = Client::connect_checked(srv.addr(), &[&HELLO, &GOODBYE, &ADD_2_WORDS, &FUNC_NO_ARGS]).unwrap();
+    let c = Client::connect_checked(srv.addr(), &[&HELLO, &GOODBYE, &ADD_2_WORDS, &FUNC_NO_ARGS])
+        .unwrap();
     assert_eq!(c.call(&HELLO, &"bob".into()).unwrap(), "hello bob");
     assert_eq!(c.call(&GOODBYE, &"bob".into()).unwrap(), "goodbye bob");
     assert_eq!(c.call(&ADD_2_WORDS, &(u32::MAX, 2)).unwrap(), 1);
@@ -88,7 +94,9 @@ fn unknown_command_and_bad_payload() {
     let e = c.call_raw(777, b"", None).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UNKNOWN_COMMAND), "{e}");
     assert!(e.to_string().contains("777"));
-    let e = c.call_raw(ADD_2_WORDS.id(), &[1, 0, 0, 0], None).unwrap_err();
+    let e = c
+        .call_raw(ADD_2_WORDS.id(), &[1, 0, 0, 0], None)
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BAD_PAYLOAD), "{e}");
     assert!(e.to_string().contains("truncated"), "{e}");
     assert_eq!(c.call(&ADD_2_WORDS, &(1, 1)).unwrap(), 2);
@@ -143,7 +151,9 @@ fn sixteen_threads_pipeline_through_one_client() {
 fn timeout_cancels_and_the_next_call_works() {
     let (srv, _) = server();
     let c = srv.client();
-    let e = c.call_timeout(&SLOW, &3_000, Duration::from_millis(50)).unwrap_err();
+    let e = c
+        .call_timeout(&SLOW, &3_000, Duration::from_millis(50))
+        .unwrap_err();
     match &e {
         Error::Timeout { command, id, .. } => {
             assert_eq!(&**command, "slow");
@@ -169,7 +179,9 @@ fn cancel_of_a_queued_call_drops_it() {
     let busy = std::thread::spawn(move || c2.call(&BLOCK, &()));
     gate.started.recv_timeout(T).unwrap();
     // Queued behind BLOCK; times out before it starts, so it never runs.
-    assert!(c.call_timeout(&COUNT, &(), Duration::from_millis(10)).is_err());
+    assert!(c
+        .call_timeout(&COUNT, &(), Duration::from_millis(10))
+        .is_err());
     // The reader answers ping in stream order: once it has, the CANCEL
     // that went before it has been seen too.
     c.ping(b"").unwrap();
@@ -197,7 +209,10 @@ fn schema_mismatch_names_command_and_both_schemas() {
     const WRONG: Command<(u32, u64), u32> = Command::new(3, "add_2_words", &(U32, U64), &U32);
     let e = Client::connect_checked(srv.addr(), &[&HELLO, &WRONG]).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("add_2_words") && msg.contains("(u32,u64)") && msg.contains("(u32,u32)"), "{msg}");
+    assert!(
+        msg.contains("add_2_words") && msg.contains("(u32,u64)") && msg.contains("(u32,u32)"),
+        "{msg}"
+    );
     const MISSING: Command<String, String> = Command::new(99, "missing", &STR, &STR);
     let e = Client::connect_checked(srv.addr(), &[&MISSING]).unwrap_err();
     assert!(e.to_string().contains("no command with id 99"), "{e}");
@@ -219,13 +234,22 @@ fn duplicate_ids_and_names_refused_when_building() {
 #[test]
 fn oversize_request_fails_locally_and_connection_survives() {
     let (srv, _) = server();
-    let c = Client::builder().limits(Limits::default().max_frame_len(1024)).timeout(T).connect(srv.addr()).unwrap();
+    let c = Client::builder()
+        .limits(Limits::default().max_frame_len(1024))
+        .timeout(T)
+        .connect(srv.addr())
+        .unwrap();
     let big = bytes::Bytes::from(vec![0u8; 2048]);
     match c.call(&ECHO, &big).unwrap_err() {
-        Error::TooLarge { len, max, side } => assert_eq!((len, max, side), (2052, 1024, Side::Local)),
+        Error::TooLarge { len, max, side } => {
+            assert_eq!((len, max, side), (2052, 1024, Side::Local))
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.call(&ECHO, &bytes::Bytes::from_static(b"ok")).unwrap(), &b"ok"[..]);
+    assert_eq!(
+        c.call(&ECHO, &bytes::Bytes::from_static(b"ok")).unwrap(),
+        &b"ok"[..]
+    );
 }
 
 #[test]
@@ -237,8 +261,13 @@ fn oversize_reply_is_an_error_not_a_dead_connection() {
     let c = srv.client();
     // The request fits the server's limit; the peer refuses it: TOO_LARGE
     // names the size, the limit and whose it is, then that connection ends.
-    let e = c.call(&ECHO, &bytes::Bytes::from(vec![1u8; 4000])).unwrap_err();
-    assert!(e.to_string().contains("4004") && e.to_string().contains("1024"), "{e}");
+    let e = c
+        .call(&ECHO, &bytes::Bytes::from(vec![1u8; 4000]))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("4004") && e.to_string().contains("1024"),
+        "{e}"
+    );
     assert_eq!(srv.client().call(&ADD_2_WORDS, &(1, 2)).unwrap(), 3);
 }
 
@@ -271,7 +300,10 @@ fn client_disconnect_mid_call_leaves_server_serving() {
 #[test]
 fn server_death_fails_pending_calls_at_once() {
     let (router, gate) = router_gated(Arc::new(AtomicU32::new(0)));
-    let srv = serve_with(framerpc::Server::builder().grace(Duration::from_millis(100)), router);
+    let srv = serve_with(
+        framerpc::Server::builder().grace(Duration::from_millis(100)),
+        router,
+    );
     let c = srv.client();
     let c2 = c.clone();
     let t = std::thread::spawn(move || c2.call_timeout(&BLOCK, &(), Duration::from_secs(60)));

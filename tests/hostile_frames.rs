@@ -24,21 +24,32 @@ fn four_gib_length_prefix_gets_too_large_and_memory_stays() {
     let before = rss_kib();
     for _ in 0..20 {
         let mut s = raw(srv.addr());
-        s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 0, 3, 0, 9, 0, 0, 0]).unwrap();
+        s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 0, 3, 0, 9, 0, 0, 0])
+            .unwrap();
         let msg = expect_error(&mut s, 7);
-        assert!(msg.contains("4294967295") && msg.contains("67108864"), "{msg}");
+        assert!(
+            msg.contains("4294967295") && msg.contains("67108864"),
+            "{msg}"
+        );
         assert!(closed(&mut s));
     }
     let after = rss_kib();
-    assert!(after < before + 16 * 1024, "rss grew from {before} KiB to {after} KiB");
+    assert!(
+        after < before + 16 * 1024,
+        "rss grew from {before} KiB to {after} KiB"
+    );
     still_serves(&srv);
 }
 
 #[test]
 fn length_just_over_the_limit() {
-    let srv = serve_with(framerpc::Server::builder().limits(framerpc::Limits::default().max_frame_len(1000)), greet::router());
+    let srv = serve_with(
+        framerpc::Server::builder().limits(framerpc::Limits::default().max_frame_len(1000)),
+        greet::router(),
+    );
     let mut s = raw(srv.addr());
-    s.write_all(&[0xe9, 0x03, 0, 0, 1, 0, 1, 0, 5, 0, 0, 0]).unwrap();
+    s.write_all(&[0xe9, 0x03, 0, 0, 1, 0, 1, 0, 5, 0, 0, 0])
+        .unwrap();
     let msg = expect_error(&mut s, 7);
     assert!(msg.contains("1001") && msg.contains("1000"), "{msg}");
     assert!(closed(&mut s));
@@ -49,7 +60,8 @@ fn length_just_over_the_limit() {
 fn truncated_frame_then_eof() {
     let srv = serve(greet::router());
     let mut s = raw(srv.addr());
-    s.write_all(&[8, 0, 0, 0, 1, 0, 3, 0, 1, 0, 0, 0, 2, 0]).unwrap();
+    s.write_all(&[8, 0, 0, 0, 1, 0, 3, 0, 1, 0, 0, 0, 2, 0])
+        .unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(closed(&mut s));
     still_serves(&srv);
@@ -60,7 +72,8 @@ fn unknown_kind_and_flags_are_protocol_errors() {
     let srv = serve(greet::router());
     for (kind, flags) in [(0u8, 0u8), (6, 0), (255, 0), (1, 1), (1, 0x80)] {
         let mut s = raw(srv.addr());
-        s.write_all(&[0, 0, 0, 0, kind, flags, 4, 0, 1, 0, 0, 0]).unwrap();
+        s.write_all(&[0, 0, 0, 0, kind, flags, 4, 0, 1, 0, 0, 0])
+            .unwrap();
         let msg = expect_error(&mut s, 10);
         assert!(msg.contains("protocol"), "{msg}");
         assert!(closed(&mut s));
@@ -86,7 +99,12 @@ fn a_flood_of_pings_is_answered_in_order() {
     let mut s = raw(srv.addr());
     let mut burst = Vec::new();
     for id in 1..=2000u32 {
-        burst.extend_from_slice(&framerpc::frame::encode_frame(Kind::Call, 0xFF02, id, &id.to_le_bytes()));
+        burst.extend_from_slice(&framerpc::frame::encode_frame(
+            Kind::Call,
+            0xFF02,
+            id,
+            &id.to_le_bytes(),
+        ));
     }
     let writer = {
         let mut w = s.try_clone().unwrap();
@@ -94,7 +112,10 @@ fn a_flood_of_pings_is_answered_in_order() {
     };
     for id in 1..=2000u32 {
         let (h, p) = recv(&mut s).unwrap();
-        assert_eq!((h.kind, h.id, p), (Kind::Reply, id, id.to_le_bytes().to_vec()));
+        assert_eq!(
+            (h.kind, h.id, p),
+            (Kind::Reply, id, id.to_le_bytes().to_vec())
+        );
     }
     writer.join().unwrap();
     still_serves(&srv);
@@ -109,13 +130,17 @@ fn hostile_connections_leave_no_threads_behind() {
     for i in 0..50u8 {
         let mut s = raw(srv.addr());
         match i % 3 {
-            0 => s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 0, 3, 0, 9, 0, 0, 0]).unwrap(),
+            0 => s
+                .write_all(&[0xff, 0xff, 0xff, 0xff, 1, 0, 3, 0, 9, 0, 0, 0])
+                .unwrap(),
             1 => s.write_all(&[0, 0, 0, 0, 9, 0, 4, 0, 1, 0, 0, 0]).unwrap(),
             _ => s.write_all(&[8, 0, 0]).unwrap(),
         }
         drop(s);
     }
-    eventually("connections closed", || srv.server().connection_count() == 0);
+    eventually("connections closed", || {
+        srv.server().connection_count() == 0
+    });
     eventually("threads back", || thread_count() <= threads);
     still_serves(&srv);
 }

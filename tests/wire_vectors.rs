@@ -8,7 +8,10 @@ mod greet;
 mod support;
 
 use bytes::{Bytes, BytesMut};
-use framerpc::codec::{self, Codec, OptionOf, VecOf, BOOL, BYTES, F32, F64, F64_BE, I16, I32, I64, I8, STR, U16, U16_BE, U32, U32_BE, U64, U8, UNIT};
+use framerpc::codec::{
+    self, Codec, OptionOf, VecOf, BOOL, BYTES, F32, F64, F64_BE, I16, I32, I64, I8, STR, U16,
+    U16_BE, U32, U32_BE, U64, U8, UNIT,
+};
 use framerpc::frame::{Header, Kind};
 use framerpc::{Command, Router};
 use serde_json::Value;
@@ -19,7 +22,10 @@ fn vectors() -> Value {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Checks `codec` against one vector: bytes -> value and value -> bytes.
@@ -27,8 +33,18 @@ fn check<C: Codec>(c: &C, value: C::Value, hex: &[u8])
 where
     C::Value: PartialEq + std::fmt::Debug,
 {
-    assert_eq!(codec::encode_to_vec(c, &value), hex, "encode {} {value:?}", c.schema_string());
-    assert_eq!(codec::decode_all(c, Bytes::copy_from_slice(hex)).unwrap(), value, "decode {}", c.schema_string());
+    assert_eq!(
+        codec::encode_to_vec(c, &value),
+        hex,
+        "encode {} {value:?}",
+        c.schema_string()
+    );
+    assert_eq!(
+        codec::decode_all(c, Bytes::copy_from_slice(hex)).unwrap(),
+        value,
+        "decode {}",
+        c.schema_string()
+    );
 }
 
 #[test]
@@ -60,21 +76,39 @@ fn codec_vectors_both_directions() {
                 check(&BYTES, Bytes::from(raw), &hex)
             }
             "vec<u32>" => {
-                let items = val.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+                let items = val
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect();
                 check(&VecOf(U32), items, &hex)
             }
             "vec<str>" => {
-                let items = val.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect();
+                let items = val
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_owned())
+                    .collect();
                 check(&VecOf(STR), items, &hex)
             }
             "option<str>" => check(&OptionOf(STR), val.as_str().map(str::to_owned), &hex),
             "(u32,u32)" => {
                 let a = val.as_array().unwrap();
-                check(&(U32, U32), (a[0].as_u64().unwrap() as u32, a[1].as_u64().unwrap() as u32), &hex)
+                check(
+                    &(U32, U32),
+                    (a[0].as_u64().unwrap() as u32, a[1].as_u64().unwrap() as u32),
+                    &hex,
+                )
             }
             "(str,bool,u8)" => {
                 let a = val.as_array().unwrap();
-                let value = (a[0].as_str().unwrap().to_owned(), a[1].as_bool().unwrap(), a[2].as_u64().unwrap() as u8);
+                let value = (
+                    a[0].as_str().unwrap().to_owned(),
+                    a[1].as_bool().unwrap(),
+                    a[2].as_u64().unwrap() as u8,
+                );
                 check(&(STR, BOOL, U8), value, &hex)
             }
             "unit" => check(&UNIT, (), &hex),
@@ -94,24 +128,38 @@ fn frame_vectors_both_directions() {
         let hex = unhex(case["hex"].as_str().unwrap());
         let header = Header::parse(hex[..12].try_into().unwrap()).unwrap();
         assert_eq!(header.kind as u64, case["kind"].as_u64().unwrap(), "{name}");
-        assert_eq!(u64::from(header.cmd), case["cmd"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            u64::from(header.cmd),
+            case["cmd"].as_u64().unwrap(),
+            "{name}"
+        );
         assert_eq!(u64::from(header.id), case["id"].as_u64().unwrap(), "{name}");
         assert_eq!(header.len as usize, hex.len() - 12, "{name}");
         let payload = &hex[12..];
         let mut built = BytesMut::new();
         match (header.kind, header.cmd) {
-            (Kind::Call | Kind::Notify | Kind::Reply, 1) => STR.encode(&String::from_utf8(payload[4..].to_vec()).unwrap(), &mut built),
+            (Kind::Call | Kind::Notify | Kind::Reply, 1) => STR.encode(
+                &String::from_utf8(payload[4..].to_vec()).unwrap(),
+                &mut built,
+            ),
             (Kind::Call, 3) => (U32, U32).encode(&(2, 3), &mut built),
             (Kind::Reply, 3) => U32.encode(&5, &mut built),
             (Kind::Call, 4) | (Kind::Cancel, _) => {}
-            (Kind::Error, _) => framerpc::frame::error_payload(1, "unknown command 777", &mut built),
+            (Kind::Error, _) => {
+                framerpc::frame::error_payload(1, "unknown command 777", &mut built)
+            }
             (Kind::Call, 0xFF02) => built.extend_from_slice(b"abc"),
             (Kind::Call, 0xFF00) => built.extend_from_slice(b"tok"),
             (Kind::Reply, 0xFF03) => (U32, U32, U32).encode(&(1, 1, 2), &mut built),
             (Kind::Reply, 0xFF01) => {
                 let specs = vec![
                     (1u16, "hello".to_owned(), "str".to_owned(), "str".to_owned()),
-                    (3u16, "add_2_words".to_owned(), "(u32,u32)".to_owned(), "u32".to_owned()),
+                    (
+                        3u16,
+                        "add_2_words".to_owned(),
+                        "(u32,u32)".to_owned(),
+                        "u32".to_owned(),
+                    ),
                 ];
                 U16.encode(&(specs.len() as u16), &mut built);
                 for s in &specs {
@@ -136,10 +184,18 @@ fn frame_vectors_against_a_live_server() {
     let srv = serve(greet::router());
     let mut s = raw(srv.addr());
     let find = |name: &str| -> Vec<u8> {
-        let case = v["frames"].as_array().unwrap().iter().find(|c| c["name"].as_str().unwrap().starts_with(name)).unwrap();
+        let case = v["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with(name))
+            .unwrap();
         unhex(case["hex"].as_str().unwrap())
     };
-    for (call, reply) in [("CALL hello", "REPLY hello"), ("CALL add_2_words", "REPLY add_2_words")] {
+    for (call, reply) in [
+        ("CALL hello", "REPLY hello"),
+        ("CALL add_2_words", "REPLY add_2_words"),
+    ] {
         std::io::Write::write_all(&mut s, &find(call)).unwrap();
         let (h, p) = recv(&mut s).unwrap();
         let mut got = h.to_bytes().to_vec();
@@ -150,7 +206,10 @@ fn frame_vectors_against_a_live_server() {
     std::io::Write::write_all(&mut s, &find("NOTIFY hello")).unwrap();
     std::io::Write::write_all(&mut s, &find("CALL ping")).unwrap();
     let (h, p) = recv(&mut s).unwrap();
-    assert_eq!((h.kind, h.cmd, h.id, &p[..]), (Kind::Reply, 0xFF02, 2, &b"abc"[..]));
+    assert_eq!(
+        (h.kind, h.cmd, h.id, &p[..]),
+        (Kind::Reply, 0xFF02, 2, &b"abc"[..])
+    );
     send(&mut s, Kind::Call, 777, 9, b"");
     let (h, p) = recv(&mut s).unwrap();
     let mut got = h.to_bytes().to_vec();

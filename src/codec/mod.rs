@@ -26,7 +26,9 @@ mod tuple;
 
 pub use map::Map;
 pub use prim::*;
-pub use seq::{BytesCodec, OptionOf, StrCodec, UnitCodec, VecOf, BYTES, MAX_EMPTY_ITEMS, STR, UNIT};
+pub use seq::{
+    BytesCodec, OptionOf, StrCodec, UnitCodec, VecOf, BYTES, MAX_EMPTY_ITEMS, STR, UNIT,
+};
 
 use bytes::{Bytes, BytesMut};
 
