@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::{Condvar, Mutex};
 
 use crate::admission::Admission;
@@ -48,6 +48,9 @@ pub(crate) trait FrameRead: Send {
     fn received(&self) -> u64;
     /// The header of the frame being read, if its 12 bytes are in.
     fn pending_header(&self) -> Option<[u8; 12]>;
+    /// Sets how long one read may block (the heartbeat tick, or a caller's
+    /// nearer deadline).
+    fn set_read_timeout(&mut self, timeout: Duration);
 }
 
 /// What a server (or a client with handlers) offers on a connection.
@@ -273,8 +276,13 @@ pub(crate) struct Conn {
     pub inbox: Inbox,
     /// The admission permit, held for the life of the connection.
     pub permit: Mutex<Option<crate::admission::Permit>>,
-    /// The reader role while no thread holds it (server connections).
+    /// The reader role while no thread holds it.
     pub role: Mutex<Option<Role>>,
+    /// Signalled when the role comes back with calls waiting, and at the
+    /// end (a client's keeper thread waits on it).
+    role_cv: Condvar,
+    /// When this side last started a call (ns since `EPOCH`).
+    last_call: AtomicU64,
     /// Whether the reading thread may run handlers itself (servers: yes,
     /// with a watchdog; clients: no, a handler thread runs them).
     run_inline: bool,
@@ -335,6 +343,8 @@ impl Conn {
             inbox: Inbox::new(256, inbox_bytes, max_busy, admitted),
             permit: Mutex::new(None),
             role: Mutex::new(None),
+            role_cv: Condvar::new(),
+            last_call: AtomicU64::new(0),
             run_inline,
             running_since: AtomicU64::new(0),
             authorized: AtomicBool::new(authorized),
@@ -423,7 +433,7 @@ impl Conn {
         }
         self.reader_needed();
         let timeout = timeout.unwrap_or(self.default_timeout);
-        match rx.recv_timeout(timeout) {
+        match self.wait_reply(&rx, Instant::now() + timeout) {
             Ok(frame) => Ok(frame),
             Err(RecvTimeoutError::Disconnected) => Err(Error::Disconnected),
             Err(RecvTimeoutError::Timeout) => {
@@ -447,6 +457,100 @@ impl Conn {
                 })
             }
         }
+    }
+
+    /// Waits for the reply of one call. On a client connection, a caller
+    /// whose connection nobody is reading reads it itself until its reply
+    /// is in (routing whatever else arrives): no hand-off between threads
+    /// on the common path of one caller at a time.
+    fn wait_reply(
+        &self,
+        rx: &Receiver<Frame>,
+        deadline: Instant,
+    ) -> Result<Frame, RecvTimeoutError> {
+        if self.run_inline {
+            return rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        self.last_call.store(now_ns(), Ordering::Relaxed);
+        loop {
+            match rx.try_recv() {
+                Ok(frame) => return Ok(frame),
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
+            }
+            let role = self.role.lock().take();
+            let Some(mut role) = role else {
+                // Someone else reads: it routes the reply here.
+                return rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            };
+            let tick = self.limits.tick();
+            let mut shortened = false;
+            let ended = loop {
+                if !rx.is_empty() {
+                    break false;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break false;
+                }
+                if left < tick {
+                    role.src
+                        .set_read_timeout(left.max(Duration::from_millis(1)));
+                    shortened = true;
+                }
+                match self.read_step(&mut role) {
+                    Step::Continue | Step::Run(_) => {}
+                    Step::End => break true,
+                }
+            };
+            if shortened {
+                role.src.set_read_timeout(tick);
+            }
+            if ended {
+                self.finish();
+            } else {
+                self.release_role(role);
+            }
+            if Instant::now() >= deadline && rx.is_empty() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+        }
+    }
+
+    /// Puts the reader role back; wakes the keeper if calls still wait.
+    pub fn release_role(&self, role: Role) {
+        let mut r = self.role.lock();
+        *r = Some(role);
+        if !self.pending.lock().waiting.is_empty() {
+            self.role_cv.notify_all();
+        }
+    }
+
+    /// Keeper side: the role, once it is free and either calls wait for
+    /// replies or no call has started for `idle` (then the keeper watches
+    /// an idle connection: heartbeats, the peer's calls, its end). `None`
+    /// once the connection is closed.
+    fn wait_for_role(&self, idle: Duration) -> Option<Role> {
+        let mut r = self.role.lock();
+        loop {
+            if self.is_closed() {
+                return None;
+            }
+            if r.is_some() {
+                let quiet = now_ns().saturating_sub(self.last_call.load(Ordering::Relaxed))
+                    >= idle.as_nanos() as u64;
+                if quiet || !self.pending.lock().waiting.is_empty() {
+                    return r.take();
+                }
+            }
+            self.role_cv.wait_for(&mut r, idle);
+        }
+    }
+
+    /// Keeper side: whether to hand the role back to callers now.
+    fn callers_active(&self, idle: Duration) -> bool {
+        now_ns().saturating_sub(self.last_call.load(Ordering::Relaxed)) < idle.as_nanos() as u64
+            && self.pending.lock().waiting.is_empty()
     }
 
     /// After a timeout: asks the peer (briefly) where this connection
@@ -511,6 +615,8 @@ impl Conn {
         if let Some(a) = &self.services.admission {
             a.wake_all();
         }
+        let _r = self.role.lock();
+        self.role_cv.notify_all();
     }
 
     /// Incoming calls queued or running.
@@ -787,6 +893,12 @@ impl Conn {
         }
     }
 
+    /// Whether this connection's handler threads read too (servers); a
+    /// client's are left to its keeper and its callers.
+    pub fn shares_reading(&self) -> bool {
+        self.run_inline
+    }
+
     /// Marks the start (or, with `false`, the end) of a handler run, for
     /// the watchdog.
     pub fn mark_running(&self, running: bool) {
@@ -821,15 +933,36 @@ fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// The reader loop of a connection whose reader never runs handlers (a
-/// client's); returns when the connection ends.
+/// A client connection's keeper: it reads while the connection is idle
+/// (heartbeats, the server's calls, the end of the connection) and while
+/// calls wait whose callers are not reading; a caller of an otherwise quiet
+/// connection reads its own reply (see `wait_reply`). Returns when the
+/// connection ends.
 pub(crate) fn run_reader(conn: &Conn, src: Box<dyn FrameRead>) {
-    let mut role = Role::new(src);
+    /// A connection with no call started for this long is the keeper's.
+    const IDLE: Duration = Duration::from_millis(20);
+    let mut held = Some(Role::new(src));
     loop {
-        match conn.read_step(&mut role) {
-            Step::Continue => {}
-            Step::Run(_) => unreachable!("a client's reader never runs handlers"),
-            Step::End => break,
+        let mut role = match held.take() {
+            Some(r) => r,
+            None => match conn.wait_for_role(IDLE) {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        loop {
+            match conn.read_step(&mut role) {
+                Step::Continue | Step::Run(_) => {
+                    if conn.callers_active(IDLE) {
+                        conn.release_role(role);
+                        break;
+                    }
+                }
+                Step::End => {
+                    conn.finish();
+                    return;
+                }
+            }
         }
     }
     conn.finish();

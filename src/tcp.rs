@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
@@ -70,5 +71,8 @@ impl FrameRead for TcpReader {
     }
     fn pending_header(&self) -> Option<[u8; 12]> {
         self.0.pending_header()
+    }
+    fn set_read_timeout(&mut self, timeout: Duration) {
+        let _ = self.0.get_ref().set_read_timeout(Some(timeout));
     }
 }

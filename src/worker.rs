@@ -63,7 +63,7 @@ pub(crate) fn serve(conn: &Arc<Conn>, router: &Router, mut role: Option<Role>) {
             run(conn, router, item, &mut out);
             continue;
         }
-        if role.is_none() {
+        if role.is_none() && conn.shares_reading() {
             role = conn.role.lock().take();
         }
         let Some(mut r) = role.take() else {

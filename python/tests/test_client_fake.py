@@ -31,6 +31,12 @@ def test_timeout_sends_cancel_and_drops_late_reply(fake):
     assert e.value.call_id == cid and "command 3" in str(e.value) and f"id {cid}" in str(e.value)
     assert isinstance(e.value, TimeoutError)
     assert fake.recv() == (fr.CANCEL, 3, cid, b"")  # same cmd and id, empty payload
+    # then the client asks where it stands (queue, 0xFF04); this peer does
+    # not answer, so the timeout is reported without it
+    kind, cmd, qid, p = fake.recv()
+    assert (kind, cmd, p) == (fr.CALL, fr.QUEUE, b"")
+    assert fake.recv() == (fr.CANCEL, fr.QUEUE, qid, b"")
+    assert e.value.server is None
     # the next call is in flight when the late reply arrives: it must not get it
     box = {}
     t = threading.Thread(target=lambda: box.setdefault("r", c.call_raw(3, b"next")))

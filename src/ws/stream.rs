@@ -501,6 +501,10 @@ impl FrameRead for WsReader {
     fn pending_header(&self) -> Option<[u8; 12]> {
         None
     }
+
+    fn set_read_timeout(&mut self, timeout: Duration) {
+        let _ = self.ws.get_ref().read.set_read_timeout(Some(timeout));
+    }
 }
 
 #[cfg(test)]
