@@ -463,17 +463,15 @@ const STALL: Duration = Duration::from_millis(5);
 /// own calls to its peer).
 fn watchdog(shared: &Arc<Shared>) {
     while !shared.stop.load(Ordering::Acquire) {
-        let conns: Vec<Arc<Conn>> = shared
-            .conns
-            .lock()
-            .values()
-            .filter_map(|l| l.conn.clone())
-            .collect();
-        for c in &conns {
-            c.check_stalled(STALL);
-        }
-        let idle = conns.is_empty();
-        drop(conns);
+        // Under the lock and without collecting: nothing allocates here.
+        // `check_stalled` only try-locks, so this cannot wait on a handler.
+        let idle = {
+            let conns = shared.conns.lock();
+            for c in conns.values().filter_map(|l| l.conn.as_ref()) {
+                c.check_stalled(STALL);
+            }
+            conns.is_empty()
+        };
         std::thread::sleep(if idle { STALL * 10 } else { STALL });
     }
 }
