@@ -99,6 +99,9 @@ struct InboxState {
     busy: usize,
     /// Admitted: handlers may run (until then calls wait in the queue).
     admitted: bool,
+    /// False while the server's `on_connect` hook runs: no call runs
+    /// before it returns.
+    ready: bool,
     /// A waiting thread should take over reading (a handler runs long, or
     /// calls its peer and needs its reply read).
     takeover: bool,
@@ -113,6 +116,7 @@ impl Inbox {
                 closed: false,
                 busy: 0,
                 admitted,
+                ready: true,
                 takeover: false,
             }),
             cv: Condvar::new(),
@@ -130,7 +134,7 @@ impl Inbox {
         if s.closed {
             return None;
         }
-        if run_here && s.admitted && s.busy < self.max_busy && s.items.is_empty() {
+        if run_here && s.admitted && s.ready && s.busy < self.max_busy && s.items.is_empty() {
             s.busy += 1;
             return Some(item);
         }
@@ -152,7 +156,7 @@ impl Inbox {
     /// A queued call to run now (counted as running), if one may run.
     pub fn try_take(&self) -> Option<Incoming> {
         let mut s = self.q.lock();
-        if s.closed || !s.admitted || s.busy >= self.max_busy {
+        if s.closed || !s.admitted || !s.ready || s.busy >= self.max_busy {
             return None;
         }
         let item = s.items.pop_front()?;
@@ -183,7 +187,7 @@ impl Inbox {
                 s.takeover = false;
                 return true;
             }
-            if s.admitted && s.busy < self.max_busy && !s.items.is_empty() {
+            if s.admitted && s.ready && s.busy < self.max_busy && !s.items.is_empty() {
                 return true;
             }
             self.cv.wait(&mut s);
@@ -202,6 +206,13 @@ impl Inbox {
     /// Lets handlers run (admission granted).
     pub fn admit(&self) {
         self.q.lock().admitted = true;
+        self.cv.notify_all();
+    }
+
+    /// Holds every call back (`false`) until released (`true`): the
+    /// `on_connect` hook runs first.
+    pub fn set_ready(&self, ready: bool) {
+        self.q.lock().ready = ready;
         self.cv.notify_all();
     }
 

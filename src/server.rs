@@ -167,6 +167,7 @@ impl ServerBuilder {
         let shared = Arc::new(Shared {
             local_addr,
             stop: AtomicBool::new(false),
+            watchdog_stop: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
             services,
@@ -198,6 +199,7 @@ struct Live {
 pub(crate) struct Shared {
     local_addr: SocketAddr,
     stop: AtomicBool,
+    watchdog_stop: AtomicBool,
     next_conn: AtomicU64,
     conns: Mutex<HashMap<u64, Live>>,
     pub(crate) services: Services,
@@ -299,6 +301,9 @@ impl Server {
 
     fn stop(&mut self) -> bool {
         let clean = self.shared.shutdown();
+        // The watchdog serves connections until shutdown is over: a call in
+        // flight during the grace period still has its connection read.
+        self.shared.watchdog_stop.store(true, Ordering::Release);
         for t in [self.accept.take(), self.watchdog.take()]
             .into_iter()
             .flatten()
@@ -462,7 +467,7 @@ const STALL: Duration = Duration::from_millis(5);
 /// connection takes over reading (pings, status, replies to the handler's
 /// own calls to its peer).
 fn watchdog(shared: &Arc<Shared>) {
-    while !shared.stop.load(Ordering::Acquire) {
+    while !shared.watchdog_stop.load(Ordering::Acquire) {
         // Under the lock and without collecting: nothing allocates here.
         // `check_stalled` only try-locks, so this cannot wait on a handler.
         let idle = {
@@ -563,6 +568,9 @@ pub(crate) fn run_conn(
     let Some(router) = conn.services.router.clone() else {
         return;
     };
+    if shared.config.on_connect.is_some() {
+        conn.inbox.set_ready(false);
+    }
     // One handler thread per handler that may run at once; with this
     // (connection) thread they share reading and running calls.
     let handlers: Vec<_> = (0..router.max_concurrency())
@@ -577,6 +585,7 @@ pub(crate) fn run_conn(
                         let peer = Peer::from_conn(Arc::clone(&c));
                         let _ =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));
+                        c.inbox.set_ready(true);
                     }
                     if i == 0 {
                         crate::worker::run_handlers(c, r);

@@ -167,3 +167,33 @@ fn server_handle_notifies_one_client_later_from_another_thread() {
     assert_eq!(rx.recv_timeout(T).unwrap(), "just you");
     assert_eq!(srv.server().handle().peers().len(), 1);
 }
+
+#[test]
+fn on_connect_finishes_before_any_call_runs_even_under_refuse() {
+    let hooked = Arc::new(AtomicU32::new(0));
+    let h = Arc::clone(&hooked);
+    let seen = Arc::new(AtomicU32::new(u32::MAX));
+    let s2 = Arc::clone(&seen);
+    const PROBE: Command<(), u32> = Command::new(103, "probe", &framerpc::codec::UNIT, &U32);
+    let builder = Server::builder()
+        .max_users(4)
+        .when_full(framerpc::WhenFull::Refuse)
+        .on_connect(move |_| {
+            std::thread::sleep(Duration::from_millis(50));
+            h.store(1, Ordering::SeqCst);
+        });
+    let h2 = Arc::clone(&hooked);
+    let router = greet::router().handle(&PROBE, move |()| {
+        let v = h2.load(Ordering::SeqCst);
+        s2.store(v, Ordering::SeqCst);
+        Ok(v)
+    });
+    let srv = serve_with(builder, router);
+    let c = srv.client();
+    assert_eq!(
+        c.call(&PROBE, &()).unwrap(),
+        1,
+        "a call ran before on_connect returned"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
