@@ -105,6 +105,10 @@ struct InboxState {
     /// A waiting thread should take over reading (a handler runs long, or
     /// calls its peer and needs its reply read).
     takeover: bool,
+    /// Calls from this side waiting for the peer's reply: while any wait,
+    /// a full queue does not hold the reader back (it must read that
+    /// reply), so the queue may grow past its bound for that long.
+    peer_waits: usize,
 }
 
 impl Inbox {
@@ -118,6 +122,7 @@ impl Inbox {
                 admitted,
                 ready: true,
                 takeover: false,
+                peer_waits: 0,
             }),
             cv: Condvar::new(),
             max_items,
@@ -139,6 +144,7 @@ impl Inbox {
             return Some(item);
         }
         while !s.closed
+            && s.peer_waits == 0
             && !s.items.is_empty()
             && (s.items.len() >= self.max_items || s.bytes + item.payload.len() > self.max_bytes)
         {
@@ -191,6 +197,18 @@ impl Inbox {
                 return true;
             }
             self.cv.wait(&mut s);
+        }
+    }
+
+    /// A call from this side starts (`true`) or stops (`false`) waiting
+    /// for the peer's reply.
+    fn peer_wait(&self, start: bool) {
+        let mut s = self.q.lock();
+        if start {
+            s.peer_waits += 1;
+            self.cv.notify_all();
+        } else {
+            s.peer_waits -= 1;
         }
     }
 
@@ -444,7 +462,14 @@ impl Conn {
         }
         self.reader_needed();
         let timeout = timeout.unwrap_or(self.default_timeout);
-        match self.wait_reply(&rx, Instant::now() + timeout) {
+        if self.run_inline {
+            self.inbox.peer_wait(true);
+        }
+        let waited = self.wait_reply(&rx, Instant::now() + timeout);
+        if self.run_inline {
+            self.inbox.peer_wait(false);
+        }
+        match waited {
             Ok(frame) => Ok(frame),
             Err(RecvTimeoutError::Disconnected) => Err(Error::Disconnected),
             Err(RecvTimeoutError::Timeout) => {

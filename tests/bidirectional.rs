@@ -197,3 +197,36 @@ fn on_connect_finishes_before_any_call_runs_even_under_refuse() {
     );
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+/// A handler calls back into its peer while that peer floods the
+/// connection with more calls than the queue holds: the reader must still
+/// read the callback's reply instead of waiting for queue space.
+#[test]
+fn callback_reply_is_read_while_the_queue_is_full() {
+    const SLOW_CB: Command<u32, u32> = Command::new(104, "slow_cb", &U32, &U32);
+    const NOOP: Command<(), ()> =
+        Command::new(105, "noop", &framerpc::codec::UNIT, &framerpc::codec::UNIT);
+    let router = greet::router()
+        .handle_with(&SLOW_CB, |ctx, n| {
+            // Takes a while, so the flood below fills the queue meanwhile.
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(ctx
+                .peer()
+                .call_timeout(&DOUBLE, &n, Duration::from_secs(3))?)
+        })
+        .handle(&NOOP, |()| Ok(()));
+    let srv = serve(router);
+    let (tx, _rx) = unbounded();
+    let c = Client::builder()
+        .handlers(client_router(tx))
+        .timeout(T)
+        .connect(srv.addr())
+        .unwrap();
+    let c2 = c.clone();
+    let slow = std::thread::spawn(move || c2.call(&SLOW_CB, &21));
+    for _ in 0..1000 {
+        c.notify(&NOOP, &()).unwrap();
+    }
+    assert_eq!(slow.join().unwrap().unwrap(), 42);
+    assert_eq!(c.call(&greet::ADD_2_WORDS, &(1, 2)).unwrap(), 3);
+}
