@@ -312,6 +312,9 @@ pub(crate) struct Conn {
     role_cv: Condvar,
     /// When this side last started a call (ns since `EPOCH`).
     last_call: AtomicU64,
+    /// Admission refuses rather than queues: the first call that finds a
+    /// free slot admits the connection (else the handler thread waits).
+    admits_at_once: bool,
     /// Whether the reading thread may run handlers itself (servers: yes,
     /// with a watchdog; clients: no, a handler thread runs them).
     run_inline: bool,
@@ -354,6 +357,10 @@ impl Conn {
         let max_busy = services.router.as_ref().map_or(1, |r| r.max_concurrency());
         let admitted = services.admission.is_none();
         let run_inline = services.inline;
+        let admits_at_once = services
+            .admission
+            .as_ref()
+            .is_some_and(|a| a.policy() == crate::WhenFull::Refuse);
         Self {
             id,
             peer,
@@ -375,6 +382,7 @@ impl Conn {
             role_cv: Condvar::new(),
             last_call: AtomicU64::new(0),
             run_inline,
+            admits_at_once,
             running_since: AtomicU64::new(0),
             authorized: AtomicBool::new(authorized),
             shutting_down: AtomicBool::new(false),
@@ -482,7 +490,11 @@ impl Conn {
                 }
                 let _ = self.send_with(Kind::Cancel, cmd, id, |_| {});
                 Err(Error::Timeout {
-                    command: name.into(),
+                    command: if name.is_empty() {
+                        format!("command {cmd:#06x}").into()
+                    } else {
+                        name.into()
+                    },
                     id,
                     after: timeout,
                     server: if cmd == builtin::QUEUE {
@@ -784,7 +796,7 @@ impl Conn {
         if answer {
             self.calls.lock().insert(h.id, false);
         }
-        if !self.inbox.is_admitted() && !self.admit_at_once(h) {
+        if self.admits_at_once && !self.inbox.is_admitted() && !self.admit_at_once(h) {
             return Ok(None);
         }
         Ok(self
@@ -799,9 +811,6 @@ impl Conn {
         let Some(adm) = &self.services.admission else {
             return true;
         };
-        if adm.policy() != crate::WhenFull::Refuse {
-            return true; // queued: the handler thread waits for admission
-        }
         match adm.try_acquire(self.peer) {
             Ok(p) => {
                 self.place.store(p.ticket() + 1, Ordering::Release);

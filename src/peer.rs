@@ -81,10 +81,10 @@ impl Peer {
         payload: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Bytes, Error> {
-        let name = format!("command {cmd:#06x}");
+        // An empty name: a timeout names the command by its id.
         let frame = self
             .0
-            .call_frame(cmd, &name, timeout, |b| b.put_slice(payload))?;
+            .call_frame(cmd, "", timeout, |b| b.put_slice(payload))?;
         reply_payload(frame)
     }
 

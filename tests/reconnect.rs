@@ -25,34 +25,44 @@ struct Running {
     _release: Sender<()>,
 }
 
-/// Serves greet + BLOCK on `addr` (port 0 for a new one) with the token.
-fn start(addr: SocketAddr, calls: &Arc<AtomicU32>) -> Running {
+/// Binds `addr` again and again until it is free (the port can take a
+/// moment to be free after a server on it stopped).
+fn bind_retry(
+    addr: SocketAddr,
+    mut bind: impl FnMut(SocketAddr) -> Result<Server, framerpc::Error>,
+) -> Server {
     let deadline = Instant::now() + T;
     loop {
-        let (started_tx, started) = bounded(4);
-        let (release, release_rx) = bounded::<()>(1);
-        let calls = Arc::clone(calls);
+        match bind(addr) {
+            Ok(server) => return server,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Serves greet + BLOCK on `addr` (port 0 for a new one) with the token.
+fn start(addr: SocketAddr, calls: &Arc<AtomicU32>) -> Running {
+    let (started_tx, started) = bounded(4);
+    let (release, release_rx) = bounded::<()>(1);
+    let server = bind_retry(addr, |addr| {
+        let (calls, started_tx, release_rx) =
+            (Arc::clone(calls), started_tx.clone(), release_rx.clone());
         let router = greet::router().handle(&BLOCK, move |()| {
             calls.fetch_add(1, Ordering::SeqCst);
             started_tx.send(()).unwrap();
             let _ = release_rx.recv_timeout(Duration::from_secs(30));
             Ok(())
         });
-        let b = Server::builder()
+        Server::builder()
             .grace(Duration::from_millis(50))
-            .token(TOKEN);
-        match b.bind(addr, router) {
-            Ok(server) => {
-                return Running {
-                    server,
-                    started,
-                    _release: release,
-                }
-            }
-            // The port can take a moment to be free again.
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("{e}"),
-        }
+            .token(TOKEN)
+            .bind(addr, router)
+    });
+    Running {
+        server,
+        started,
+        _release: release,
     }
 }
 
@@ -182,20 +192,12 @@ fn proxies_from_before_a_reconnect_fail_clearly() {
             Ok(class.instance(Counter(0)))
         });
         let space = Space::builder().root("m", m).build();
-        let deadline = Instant::now() + T;
-        loop {
-            let router = space.install(framerpc::Router::new()).unwrap();
-            match Server::builder()
+        bind_retry(addr, |addr| {
+            let router = space.install(framerpc::Router::new())?;
+            Server::builder()
                 .grace(Duration::from_millis(50))
                 .bind(addr, router)
-            {
-                Ok(s) => return s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        })
     }
     let server = serve_space("127.0.0.1:0".parse().unwrap());
     let addr = server.local_addr();

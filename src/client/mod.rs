@@ -227,6 +227,7 @@ impl ClientBuilder {
             gave_up: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             outage: self.reconnect.map(|r| r.during_outage),
+            timeout: self.timeout,
         });
         if let Some(policy) = self.reconnect {
             let weak = Arc::downgrade(&inner);
@@ -279,6 +280,8 @@ struct ClientInner {
     gave_up: AtomicBool,
     closed: AtomicBool,
     outage: Option<Outage>,
+    /// The timeout of calls made without one (every connection's default).
+    timeout: Duration,
 }
 
 impl Drop for ClientInner {
@@ -412,7 +415,7 @@ impl Client {
     }
 
     fn timeout(&self) -> Duration {
-        self.inner.current.lock().0.default_timeout
+        self.inner.timeout
     }
 
     /// The built-in `list`: the server's command table.

@@ -607,50 +607,28 @@ impl From<isize> for Value {
         Value::Int(v as i64)
     }
 }
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Bool(v)
-    }
+/// `From<$t>` for each type, by an expression of `v`.
+macro_rules! from_with {
+    ($($t:ty => |$v:ident| $e:expr;)*) => {$(
+        impl From<$t> for Value {
+            fn from($v: $t) -> Self {
+                $e
+            }
+        }
+    )*};
 }
-impl From<f32> for Value {
-    fn from(v: f32) -> Self {
-        Value::F32(v)
-    }
-}
-impl From<f64> for Value {
-    fn from(v: f64) -> Self {
-        Value::F64(v)
-    }
-}
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Str(v.to_owned())
-    }
-}
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Str(v)
-    }
-}
-impl From<&String> for Value {
-    fn from(v: &String) -> Self {
-        Value::Str(v.clone())
-    }
-}
-impl From<Bytes> for Value {
-    fn from(v: Bytes) -> Self {
-        Value::Bin(v)
-    }
-}
-impl From<&[u8]> for Value {
-    fn from(v: &[u8]) -> Self {
-        Value::Bin(Bytes::copy_from_slice(v))
-    }
-}
-impl From<()> for Value {
-    fn from(_: ()) -> Self {
-        Value::Nil
-    }
+from_with! {
+    bool => |v| Value::Bool(v);
+    f32 => |v| Value::F32(v);
+    f64 => |v| Value::F64(v);
+    &str => |v| Value::Str(v.to_owned());
+    String => |v| Value::Str(v);
+    &String => |v| Value::Str(v.clone());
+    Bytes => |v| Value::Bin(v);
+    &[u8] => |v| Value::Bin(Bytes::copy_from_slice(v));
+    () => |_v| Value::Nil;
+    Proxy => |v| Value::Proxy(v);
+    &Proxy => |v| Value::Proxy(v.clone());
 }
 impl<T: Into<Value>> From<Vec<T>> for Value {
     fn from(v: Vec<T>) -> Self {
@@ -672,17 +650,6 @@ impl<K: Into<Value>, V: Into<Value>, S> From<HashMap<K, V, S>> for Value {
         Value::Map(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 }
-impl From<Proxy> for Value {
-    fn from(p: Proxy) -> Self {
-        Value::Proxy(p)
-    }
-}
-impl From<&Proxy> for Value {
-    fn from(p: &Proxy) -> Self {
-        Value::Proxy(p.clone())
-    }
-}
-
 macro_rules! from_tuple {
     ($($n:tt $t:ident),+) => {
         impl<$($t: Into<Value>),+> From<($($t,)+)> for Value {
