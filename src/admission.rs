@@ -212,6 +212,23 @@ impl Admission {
         }
     }
 
+    /// Admits `ticket` now if its turn has come and a slot is free;
+    /// otherwise gives it back (still queued).
+    pub fn try_admit(self: &Arc<Self>, mut ticket: Ticket) -> Result<Permit, Ticket> {
+        let mut s = self.state.lock();
+        let ahead = s.queue.iter().position(|t| *t == ticket.id).unwrap_or(0);
+        let taken = s.holders.len() as u64 + u64::from(s.releasing);
+        if taken + (ahead as u64) < u64::from(self.max) {
+            s.queue.retain(|t| *t != ticket.id);
+            ticket.done = true;
+            let permit = self.admit(&mut s, ticket.id, ticket.peer);
+            self.changed.notify_all();
+            return Ok(permit);
+        }
+        drop(s);
+        Err(ticket)
+    }
+
     /// Wakes every waiter so it re-checks whether its connection is gone.
     pub fn wake_all(&self) {
         let _s = self.state.lock();

@@ -213,6 +213,8 @@ pub struct FrameReader<R> {
 }
 
 const READ_CHUNK: usize = 8 * 1024;
+/// A quiet connection keeps at most this much read buffer.
+const KEEP_READ: usize = 64 * 1024;
 /// Frames larger than this are read into a buffer of their own, which
 /// grows at most 4x the bytes already received and is never zero-filled.
 const BIG_FRAME: usize = 256 * 1024;
@@ -246,6 +248,15 @@ impl<R: Read> FrameReader<R> {
     /// Total bytes received so far.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// Lets go of a read buffer grown for large frames while no frame is
+    /// partly read (called when the connection is quiet), so memory that
+    /// big frames took comes back.
+    pub fn trim(&mut self) {
+        if self.filled == 0 && self.buf.capacity() > KEEP_READ {
+            self.buf = BytesMut::new();
+        }
     }
 
     /// The header of the frame being read, once its 12 bytes are in

@@ -48,8 +48,10 @@ pub mod frame;
 #[cfg(feature = "ndarray")]
 pub mod ndarray;
 mod peer;
+mod pool;
 mod router;
 mod server;
+mod stall;
 mod tcp;
 mod worker;
 #[cfg(feature = "ws")]

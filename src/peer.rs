@@ -135,6 +135,7 @@ impl Peer {
     /// replies to timed-out calls), dropped and counted.
     pub fn stray_replies(&self) -> u64 {
         self.0
+            .out
             .stray_replies
             .load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -35,7 +35,6 @@ struct Entry {
 ///     .handle(&ADD, |(a, b)| Ok(a.wrapping_add(b)));
 /// assert_eq!(router.commands().len(), 2);
 /// ```
-#[derive(Default)]
 pub struct Router {
     entries: BTreeMap<u16, Entry>,
     concurrency: usize,
@@ -47,6 +46,13 @@ impl fmt::Debug for Router {
         f.debug_struct("Router")
             .field("commands", &self.commands())
             .finish()
+    }
+}
+
+impl Default for Router {
+    /// The same as [`Router::new`].
+    fn default() -> Self {
+        Self::new()
     }
 }
 

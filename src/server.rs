@@ -1,5 +1,5 @@
-//! The server: a listener, one reader thread and one handler thread per
-//! connection, admission, and graceful shutdown.
+//! The server: a listener, one thread per connection (plus spare threads
+//! while calls run long), admission, and graceful shutdown.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -15,12 +15,15 @@ use parking_lot::Mutex;
 
 use crate::admission::{Admission, ReleaseHook, Released, Status, Ticket, WhenFull};
 use crate::command::Command;
-use crate::conn::{Conn, FrameRead, FrameWrite, Role, Services, DEFAULT_GRACE};
+use crate::conn::{Conn, FrameRead, FrameWrite, Helpers, Role, Services, DEFAULT_GRACE};
 use crate::error::Error;
 use crate::frame::{FrameReader, Limits};
 use crate::peer::Peer;
+use crate::pool::Pool;
 use crate::router::Router;
+use crate::stall::{Watch, STALL};
 use crate::tcp::{tune, TcpReader, TcpWriter};
+use crate::worker::Part;
 
 /// Settings for a [`Server`]; every setter states its default.
 #[must_use]
@@ -157,17 +160,23 @@ impl ServerBuilder {
             self.when_full,
             self.on_release.clone(),
         ));
+        let watch = Arc::new(Watch::default());
         let services = Services {
             router: Some(Arc::new(router)),
             admission: Some(admission),
             state: self.state.clone(),
             token: self.token.clone(),
-            inline: true,
+            helpers: Some(Helpers {
+                pool: Pool::new("framerpc-spare", self.stack_size),
+                watch: Arc::clone(&watch),
+                serve: crate::worker::spare,
+            }),
+            hooked: self.on_connect.is_some(),
         };
         let shared = Arc::new(Shared {
             local_addr,
             stop: AtomicBool::new(false),
-            watchdog_stop: AtomicBool::new(false),
+            watch,
             next_conn: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
             services,
@@ -181,7 +190,7 @@ impl ServerBuilder {
         let watchdog = std::thread::Builder::new()
             .name("framerpc-watchdog".into())
             .stack_size(64 * 1024)
-            .spawn(move || watchdog(&s))?;
+            .spawn(move || s.watch.run(|| s.check_stalled()))?;
         Ok(Server {
             shared,
             accept: Some(accept),
@@ -199,7 +208,7 @@ struct Live {
 pub(crate) struct Shared {
     local_addr: SocketAddr,
     stop: AtomicBool,
-    watchdog_stop: AtomicBool,
+    watch: Arc<Watch>,
     next_conn: AtomicU64,
     conns: Mutex<HashMap<u64, Live>>,
     pub(crate) services: Services,
@@ -303,7 +312,7 @@ impl Server {
         let clean = self.shared.shutdown();
         // The watchdog serves connections until shutdown is over: a call in
         // flight during the grace period still has its connection read.
-        self.shared.watchdog_stop.store(true, Ordering::Release);
+        self.shared.watch.stop();
         for t in [self.accept.take(), self.watchdog.take()]
             .into_iter()
             .flatten()
@@ -434,6 +443,16 @@ impl Shared {
         clean
     }
 
+    /// The watchdog's look at every connection: one whose calls have run
+    /// unread past [`STALL`] gets another thread to read it. Under the lock
+    /// and without collecting: nothing allocates, and `check_stalled` only
+    /// try-locks, so this never waits on a handler.
+    fn check_stalled(&self) {
+        for c in self.conns.lock().values().filter_map(|l| l.conn.as_ref()) {
+            c.check_stalled(STALL);
+        }
+    }
+
     fn register(&self, id: u64, done: Receiver<()>, ticket: Option<Ticket>) {
         self.conns.lock().insert(
             id,
@@ -448,36 +467,12 @@ impl Shared {
     fn attach(&self, id: u64, conn: &Arc<Conn>) {
         if let Some(l) = self.conns.lock().get_mut(&id) {
             l.conn = Some(Arc::clone(conn));
-            *conn.ticket.lock() = l.ticket.take();
+            *conn.seat.ticket.lock() = l.ticket.take();
         }
         if self.stop.load(Ordering::Acquire) {
             conn.shutting_down.store(true, Ordering::Relaxed);
             conn.close();
         }
-    }
-}
-
-/// How long a handler may run with nobody reading its connection before
-/// another of the connection's threads takes over reading.
-const STALL: Duration = Duration::from_millis(5);
-
-/// A connection's reading thread runs a call itself when nothing else runs
-/// (no hand-off, the fast path); this thread makes sure a long call never
-/// leaves the connection unread: after [`STALL`], another thread of that
-/// connection takes over reading (pings, status, replies to the handler's
-/// own calls to its peer).
-fn watchdog(shared: &Arc<Shared>) {
-    while !shared.watchdog_stop.load(Ordering::Acquire) {
-        // Under the lock and without collecting: nothing allocates here.
-        // `check_stalled` only try-locks, so this cannot wait on a handler.
-        let idle = {
-            let conns = shared.conns.lock();
-            for c in conns.values().filter_map(|l| l.conn.as_ref()) {
-                c.check_stalled(STALL);
-            }
-            conns.is_empty()
-        };
-        std::thread::sleep(if idle { STALL * 10 } else { STALL });
     }
 }
 
@@ -541,13 +536,14 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     run_conn(
         shared,
         id,
-        Box::new(TcpWriter(stream)),
+        Box::new(TcpWriter::new(stream, &limits)),
         Box::new(TcpReader(reader)),
         shared.services.clone(),
     );
 }
 
-/// Runs one connection over any transport: handler thread plus reader.
+/// Runs one connection over any transport, on the calling thread (the
+/// connection's own), until it ends and every handler has returned.
 pub(crate) fn run_conn(
     shared: &Arc<Shared>,
     id: u64,
@@ -555,58 +551,31 @@ pub(crate) fn run_conn(
     reader: Box<dyn FrameRead>,
     services: Services,
 ) {
-    let peer = writer.peer_addr();
-    let conn = Arc::new(Conn::new(
+    let conn = Conn::new(
         id,
-        peer,
         shared.config.limits,
         services,
         Duration::from_secs(30),
         writer,
-    ));
+    );
     shared.attach(id, &conn);
     let Some(router) = conn.services.router.clone() else {
         return;
     };
-    if shared.config.on_connect.is_some() {
-        conn.inbox.set_ready(false);
-    }
-    // One handler thread per handler that may run at once; with this
-    // (connection) thread they share reading and running calls.
-    let handlers: Vec<_> = (0..router.max_concurrency())
-        .filter_map(|i| {
-            let (c, r) = (Arc::clone(&conn), Arc::clone(&router));
-            let on_connect = (i == 0).then(|| shared.config.on_connect.clone()).flatten();
-            std::thread::Builder::new()
-                .name(format!("framerpc-conn-{id}-handlers"))
-                .stack_size(shared.config.stack_size)
-                .spawn(move || {
-                    if let Some(hook) = on_connect {
-                        let peer = Peer::from_conn(Arc::clone(&c));
-                        let _ =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));
-                        c.inbox.set_ready(true);
-                    }
-                    if i == 0 {
-                        crate::worker::run_handlers(c, r);
-                    } else {
-                        crate::worker::serve(&c, &r, None);
-                    }
-                })
-                .ok()
-        })
-        .collect();
-    if handlers.is_empty() {
-        conn.close();
-    }
-    crate::worker::serve(&conn, &router, Some(Role::new(reader)));
-    // The other threads end once their current handler returns. Wait for
-    // them so `done` means done; then the permit goes back.
-    for h in handlers {
-        let _ = h.join();
-    }
+    let on_connect = shared.config.on_connect.clone().map(|hook| {
+        move |c: &Arc<Conn>| {
+            let peer = Peer::from_conn(Arc::clone(c));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));
+        }
+    });
+    crate::worker::start(&conn, on_connect);
+    crate::worker::serve(&conn, &router, Some(Role::new(reader)), Part::Home);
+    // Spare threads may still run a call: "ended" means every handler has
+    // returned. Then the permit goes back.
+    conn.inbox.wait_idle();
     router.disconnected(conn.id);
-    drop(conn.permit.lock().take());
+    drop(conn.seat.permit.lock().take());
+    drop(conn.seat.ticket.lock().take());
     if let Some(hook) = &shared.config.on_disconnect {
         let peer = Peer::from_conn(conn);
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));

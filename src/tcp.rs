@@ -1,12 +1,12 @@
 //! Raw TCP transport: frames straight on the stream.
 
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::conn::{FrameRead, FrameWrite};
+use crate::conn::{Closer, FrameRead, FrameWrite};
 use crate::error::{Error, ErrorCode};
 use crate::frame::{error_payload, Frame, FrameReader, Kind, Limits};
 
@@ -19,15 +19,91 @@ pub(crate) fn tune(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes all of `parts` (one frame) within `limit` for the whole frame:
+/// the socket's write timeout bounds one `write`, so after a partial write
+/// it is set to what is left of the frame's time (and put back after).
+pub(crate) fn write_all_within(
+    stream: &mut TcpStream,
+    parts: &[&[u8]],
+    limit: Option<Duration>,
+) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    let mut deadline: Option<Instant> = None;
+    let r = loop {
+        if done == total {
+            break Ok(());
+        }
+        let n = match write_some(stream, parts, done) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => break Err(e),
+        };
+        done += n;
+        if done < total {
+            if let Some(limit) = limit {
+                // Set once the frame did not go out in one write.
+                let end = *deadline.get_or_insert_with(|| Instant::now() + limit);
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("write timeout: a frame of {total} bytes was not taken by the peer within {limit:?}"),
+                    ));
+                }
+                let _ = stream.set_write_timeout(Some(left));
+            }
+        }
+    };
+    if deadline.is_some() {
+        let _ = stream.set_write_timeout(limit);
+    }
+    r
+}
+
+/// One vectored write of what is left of `parts` after `skip` bytes.
+fn write_some(stream: &mut TcpStream, parts: &[&[u8]], mut skip: usize) -> io::Result<usize> {
+    let mut slices: [IoSlice<'_>; 2] = [IoSlice::new(&[]), IoSlice::new(&[])];
+    let mut n = 0;
+    for p in parts {
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        if n < slices.len() {
+            slices[n] = IoSlice::new(&p[skip..]);
+            n += 1;
+        }
+        skip = 0;
+    }
+    stream.write_vectored(&slices[..n])
+}
+
 /// The writing half.
-pub(crate) struct TcpWriter(pub TcpStream);
+pub(crate) struct TcpWriter {
+    stream: TcpStream,
+    write_timeout: Option<Duration>,
+}
+
+impl TcpWriter {
+    pub fn new(stream: TcpStream, limits: &Limits) -> Self {
+        Self {
+            stream,
+            write_timeout: limits.write_timeout,
+        }
+    }
+}
 
 impl FrameWrite for TcpWriter {
     fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        self.0.write_all(frame)
+        write_all_within(&mut self.stream, &[frame], self.write_timeout)
+    }
+    fn write_frame_parts(&mut self, head: &[u8], tail: &[u8]) -> io::Result<()> {
+        write_all_within(&mut self.stream, &[head, tail], self.write_timeout)
     }
     fn heartbeat(&mut self, ping_frame: &[u8]) -> io::Result<()> {
-        self.0.write_all(ping_frame)
+        self.write_frame(ping_frame)
     }
     fn refuse(&mut self, err: &Error, header: Option<[u8; 12]>) {
         let (cmd, id) = header.map_or((0, 0), |h| {
@@ -49,13 +125,16 @@ impl FrameWrite for TcpWriter {
         let mut b = BytesMut::new();
         error_payload(code.0, &msg, &mut b);
         let frame = crate::frame::encode_frame(Kind::Error, cmd, id, &b);
-        let _ = self.0.write_all(&frame);
+        let _ = self.write_frame(&frame);
     }
     fn shutdown(&mut self) {
-        let _ = self.0.shutdown(Shutdown::Both);
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.0.peer_addr().ok()
+        self.stream.peer_addr().ok()
+    }
+    fn closer(&self) -> Option<Closer> {
+        Closer::new(&self.stream)
     }
 }
 
@@ -74,5 +153,8 @@ impl FrameRead for TcpReader {
     }
     fn set_read_timeout(&mut self, timeout: Duration) {
         let _ = self.0.get_ref().set_read_timeout(Some(timeout));
+    }
+    fn trim(&mut self) {
+        self.0.trim();
     }
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::admission::Status;
 use crate::codec::{Codec, STR, U16};
 use crate::command::{Command, CommandInfo, Spec};
-use crate::conn::{run_reader, Conn, Services};
+use crate::conn::{run_keeper, Conn, Services};
 use crate::error::{DecodeError, Error, Mismatch};
 use crate::frame::{FrameReader, Limits};
 use crate::peer::Peer;
@@ -129,7 +129,7 @@ impl ClientBuilder {
         let reader = FrameReader::new(stream.try_clone()?, self.limits.max_frame_len);
         Ok((
             peer,
-            Box::new(TcpWriter(stream)),
+            Box::new(TcpWriter::new(stream, &self.limits)),
             Box::new(TcpReader(reader)),
         ))
     }
@@ -175,7 +175,7 @@ impl ClientBuilder {
     /// Starts a connection over an already connected transport.
     pub(crate) fn open_conn(
         &self,
-        peer: Option<SocketAddr>,
+        _peer: Option<SocketAddr>,
         writer: Box<dyn crate::conn::FrameWrite>,
         reader: Box<dyn crate::conn::FrameRead>,
     ) -> Result<(Peer, JoinHandle<()>), Error> {
@@ -184,28 +184,24 @@ impl ClientBuilder {
             ..Services::default()
         };
         let id = CLIENT_IDS.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn::new(
-            id,
-            peer,
-            self.limits,
-            services,
-            self.timeout,
-            writer,
-        ));
+        let conn = Conn::new(id, self.limits, services, self.timeout, writer);
         let c = Arc::clone(&conn);
         let router = self.router.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("framerpc-client-{id}"))
             .stack_size(256 * 1024)
             .spawn(move || {
+                // Handlers never run on the reading thread of a client.
                 let worker = router.and_then(|router| {
                     let c = Arc::clone(&c);
                     std::thread::Builder::new()
                         .name(format!("framerpc-client-{id}-handlers"))
-                        .spawn(move || crate::worker::run_handlers(c, router))
+                        .spawn(move || {
+                            crate::worker::serve(&c, &router, None, crate::worker::Part::Home)
+                        })
                         .ok()
                 });
-                run_reader(&c, reader);
+                run_keeper(&c, reader);
                 if let Some(w) = worker {
                     let _ = w.join();
                 }

@@ -183,11 +183,9 @@ fn handshake(
     let router = chosen?;
     let services = Services {
         router: Some(router),
-        admission: shared.services.admission.clone(),
-        state: shared.services.state.clone(),
         // The token was checked at the upgrade: no `auth` frame on WS.
         token: None,
-        inline: true,
+        ..shared.services.clone()
     };
     Some((out, services, socket))
 }

@@ -26,7 +26,7 @@ use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use crate::conn::{FrameRead, FrameWrite};
+use crate::conn::{Closer, FrameRead, FrameWrite};
 use crate::error::{Error, ProtocolError, Side};
 use crate::frame::{Frame, Header, Limits, HEADER_LEN};
 
@@ -342,6 +342,10 @@ impl FrameWrite for WsWriter {
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    fn closer(&self) -> Option<Closer> {
+        Closer::new(&self.out.lock().stream)
     }
 }
 

@@ -1,0 +1,266 @@
+//! The reader role: one thread at a time reads a connection, routes each
+//! frame (replies to their callers, CANCEL to the call table, calls to the
+//! inbox or to the reading thread itself), answers the built-ins at once,
+//! checks auth, and keeps the heartbeat clock.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes};
+
+use super::{constant_time_eq, Conn, FrameRead, Incoming};
+use crate::error::{Error, ErrorCode, ProtocolError};
+use crate::frame::{Frame, Header, Kind};
+use crate::router::builtin;
+
+/// The reader role: the transport's read half and the heartbeat clock.
+/// Exactly one thread holds it at a time.
+pub(crate) struct Role {
+    pub(super) src: Box<dyn FrameRead>,
+    last_life: Instant,
+    seen: u64,
+    pinged: bool,
+}
+
+impl Role {
+    pub fn new(src: Box<dyn FrameRead>) -> Self {
+        Self {
+            seen: src.received(),
+            src,
+            last_life: Instant::now(),
+            pinged: false,
+        }
+    }
+}
+
+/// What one read did.
+pub(crate) enum Step {
+    /// Keep reading.
+    Continue,
+    /// Run this call now, on this thread (already counted as running).
+    Run(Incoming),
+    /// The connection is over.
+    End,
+}
+
+fn is_tick(e: &Error) -> bool {
+    matches!(e, Error::Io(io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+}
+
+impl Conn {
+    /// Reads one frame (or wakes on the read timeout) and acts on it.
+    pub fn read_step(&self, role: &mut Role) -> Step {
+        match role.src.read_frame() {
+            Ok(Some(frame)) => {
+                role.last_life = Instant::now();
+                role.seen = role.src.received();
+                role.pinged = false;
+                match self.on_frame(frame) {
+                    Ok(Some(item)) => Step::Run(item),
+                    Ok(None) => Step::Continue,
+                    Err(_) => Step::End,
+                }
+            }
+            Ok(None) => Step::End,
+            Err(e) if is_tick(&e) => {
+                if self.is_closed() {
+                    return Step::End;
+                }
+                if role.src.received() != role.seen {
+                    role.seen = role.src.received();
+                    role.last_life = Instant::now();
+                    role.pinged = false;
+                } else {
+                    role.src.trim();
+                }
+                let silent = role.last_life.elapsed();
+                if self.limits.idle_timeout.is_some_and(|d| silent >= d) {
+                    return Step::End;
+                }
+                if !role.pinged && self.limits.ping_after.is_some_and(|d| silent >= d) {
+                    role.pinged = true;
+                    self.heartbeat();
+                }
+                Step::Continue
+            }
+            Err(e) => {
+                if !self.is_closed() && !e.is_disconnect() {
+                    self.writer.lock().refuse(&e, role.src.pending_header());
+                }
+                Step::End
+            }
+        }
+    }
+
+    fn on_frame(&self, frame: Frame) -> Result<Option<Incoming>, Error> {
+        let h = frame.header;
+        match h.kind {
+            Kind::Reply | Kind::Error => {
+                self.out.route(frame);
+                Ok(None)
+            }
+            Kind::Cancel => {
+                self.calls.cancel(h.id);
+                Ok(None)
+            }
+            Kind::Call | Kind::Notify => self.on_call(h, frame.payload),
+        }
+    }
+
+    fn on_call(&self, h: Header, payload: Bytes) -> Result<Option<Incoming>, Error> {
+        let answer = h.kind == Kind::Call;
+        if !self.authorized.load(Ordering::Relaxed) {
+            return self.check_auth(h, &payload).map(|()| None);
+        }
+        if matches!(
+            h.cmd,
+            builtin::PING | builtin::STATUS | builtin::LIST | builtin::QUEUE | builtin::AUTH
+        ) {
+            if answer {
+                self.answer_builtin(h, &payload)?;
+            }
+            return Ok(None);
+        }
+        let known = self
+            .services
+            .router
+            .as_ref()
+            .is_some_and(|r| r.contains(h.cmd));
+        if !known {
+            if answer {
+                let msg = format!("unknown command {}", h.cmd);
+                self.send_error(h.cmd, h.id, ErrorCode::UNKNOWN_COMMAND, &msg);
+            }
+            return Ok(None);
+        }
+        if self.shutting_down.load(Ordering::Relaxed) {
+            if answer {
+                self.send_error(
+                    h.cmd,
+                    h.id,
+                    ErrorCode::SHUTTING_DOWN,
+                    "server is shutting down",
+                );
+            }
+            return Ok(None);
+        }
+        if answer {
+            self.calls.insert(h.id);
+        }
+        if self.refuses_when_full() && !self.inbox.is_admitted() && !self.admit_at_once(h) {
+            return Ok(None);
+        }
+        let (run, unserved) = self
+            .inbox
+            .offer(Incoming { header: h, payload }, self.shares_reading());
+        if unserved {
+            self.spawn_helper();
+        }
+        Ok(run)
+    }
+
+    /// Answers a built-in CALL (`ping`, `status`, `list`, `queue`, and
+    /// `auth` once authorized).
+    fn answer_builtin(&self, h: Header, payload: &Bytes) -> Result<(), Error> {
+        match h.cmd {
+            builtin::PING => self.send_with(Kind::Reply, h.cmd, h.id, |b| b.put_slice(payload)),
+            builtin::STATUS => {
+                let s = self
+                    .services
+                    .admission
+                    .as_ref()
+                    .map(|a| a.status())
+                    .unwrap_or_default();
+                self.send_with(Kind::Reply, h.cmd, h.id, |b| {
+                    b.put_u32_le(s.active);
+                    b.put_u32_le(s.max);
+                    b.put_u32_le(s.waiting);
+                })
+            }
+            builtin::LIST => {
+                let router = self.services.router.as_deref();
+                self.send_with(Kind::Reply, h.cmd, h.id, |b| {
+                    builtin::encode_list(router, b)
+                })
+            }
+            builtin::QUEUE => {
+                let place = self.seat.place.load(Ordering::Acquire);
+                let text = match (&self.services.admission, place) {
+                    (None, _) => "no admission limit".to_owned(),
+                    (Some(_), 0) => "not queued".to_owned(),
+                    (Some(a), place) => a.describe(place - 1),
+                };
+                self.send_with(Kind::Reply, h.cmd, h.id, |b| b.put_slice(text.as_bytes()))
+            }
+            _ => self.send_with(Kind::Reply, h.cmd, h.id, |_| {}),
+        }
+    }
+
+    /// Admission refuses rather than queues: the first call that finds a
+    /// free slot admits the connection.
+    fn refuses_when_full(&self) -> bool {
+        self.services
+            .admission
+            .as_ref()
+            .is_some_and(|a| a.policy() == crate::WhenFull::Refuse)
+    }
+
+    /// Under [`WhenFull::Refuse`](crate::WhenFull::Refuse) a connection is
+    /// admitted by its first call that finds a free slot; other calls get
+    /// BUSY. False when the call was refused (and answered).
+    fn admit_at_once(&self, h: Header) -> bool {
+        let Some(adm) = &self.services.admission else {
+            return true;
+        };
+        match adm.try_acquire(self.peer) {
+            Ok(p) => {
+                self.seat.place.store(p.ticket() + 1, Ordering::Release);
+                *self.seat.permit.lock() = Some(p);
+                self.inbox.admit();
+                true
+            }
+            Err(r) => {
+                if h.kind == Kind::Call {
+                    self.send_error(h.cmd, h.id, ErrorCode::BUSY, &r.message);
+                    self.call_done(h.id);
+                }
+                false
+            }
+        }
+    }
+
+    fn check_auth(&self, h: Header, payload: &Bytes) -> Result<(), Error> {
+        let ok = h.cmd == builtin::AUTH
+            && h.kind == Kind::Call
+            && self
+                .services
+                .token
+                .as_deref()
+                .is_some_and(|t| constant_time_eq(t, payload));
+        if ok {
+            self.authorized.store(true, Ordering::Relaxed);
+            self.send_with(Kind::Reply, h.cmd, h.id, |_| {})?;
+            return Ok(());
+        }
+        let msg = if h.cmd == builtin::AUTH {
+            "unauthorized: wrong token"
+        } else {
+            "unauthorized: the first frame must be auth (0xFF00) with the token"
+        };
+        if h.kind == Kind::Call {
+            self.send_error(h.cmd, h.id, ErrorCode::UNAUTHORIZED, msg);
+        }
+        Err(ProtocolError::Unexpected("unauthorized").into())
+    }
+
+    fn heartbeat(&self) {
+        let id = self.out.take_id();
+        self.out.heartbeat_id.store(id, Ordering::Relaxed);
+        let frame = crate::frame::encode_frame(Kind::Call, builtin::PING, id, b"");
+        let r = self.writer.lock().heartbeat(&frame);
+        if r.is_err() {
+            self.close();
+        }
+    }
+}
