@@ -22,7 +22,7 @@ use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::router::Router;
 use crate::stall::{Watch, STALL};
-use crate::tcp::{tune, TcpReader, TcpWriter};
+use crate::tcp::{tune, Socket, TcpReader, TcpWriter};
 use crate::worker::Part;
 
 /// Settings for a [`Server`]; every setter states its default.
@@ -433,7 +433,7 @@ impl Shared {
         }
         let waits: Vec<Receiver<()>> = self.conns.lock().values().map(|l| l.done.clone()).collect();
         let mut clean = true;
-        let join_deadline = Instant::now().max(deadline) + Duration::from_secs(1);
+        let join_deadline = Instant::now().max(deadline) + JOIN_BOUND;
         for done in waits {
             let left = join_deadline.saturating_duration_since(Instant::now());
             if let Err(RecvTimeoutError::Timeout) = done.recv_timeout(left) {
@@ -477,14 +477,22 @@ impl Shared {
 }
 
 fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
+    let mut backoff = AcceptBackoff::default();
     for stream in listener.incoming() {
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
-        let Ok(stream) = stream else {
-            // EMFILE and friends: back off instead of spinning.
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
+        let stream = match stream {
+            Ok(s) => {
+                backoff.ok();
+                s
+            }
+            Err(e) => {
+                // EMFILE and friends: say so once, then back off instead
+                // of spinning until accepting works again.
+                backoff.failed(&e, shared);
+                continue;
+            }
         };
         if shared.conns.lock().len() >= shared.config.max_connections {
             drop(stream);
@@ -512,6 +520,64 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// How long shutdown waits, after the grace period, for a connection's
+/// threads to end once it is cut (a handler that never returns is left
+/// running, and shutdown reports it was not clean).
+const JOIN_BOUND: Duration = Duration::from_millis(250);
+
+/// Accept errors: reported once per run of failures, retried after a
+/// pause that doubles up to a second.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    fn ok(&mut self) {
+        self.failures = 0;
+    }
+
+    fn failed(&mut self, e: &std::io::Error, shared: &Shared) {
+        if self.failures == 0 {
+            eprintln!(
+                "framerpc: accepting on {} failed: {}; retrying with backoff",
+                shared.local_addr,
+                accept_error_text(e, shared.conns.lock().len())
+            );
+        }
+        self.failures = self.failures.saturating_add(1);
+        let pause = Duration::from_millis(5 << self.failures.min(8)).min(Duration::from_secs(1));
+        std::thread::sleep(pause);
+    }
+}
+
+/// Says what an accept error means, naming the open-file limit when the
+/// process or the system ran out of file descriptors.
+pub(crate) fn accept_error_text(e: &std::io::Error, open_conns: usize) -> String {
+    // EMFILE (24): this process's limit; ENFILE (23): the system's.
+    match e.raw_os_error() {
+        Some(24) => format!(
+            "{e}: the process's open-file limit ({}) is reached with {open_conns} connections \
+             open; each connection takes 1 file descriptor ({} over WebSocket); raise the \
+             limit (ulimit -n) or lower ServerBuilder::max_connections",
+            open_file_limit().map_or_else(|| "unknown".into(), |n| n.to_string()),
+            WS_FDS_PER_CONN,
+        ),
+        Some(23) => format!("{e}: the system-wide open-file limit is reached"),
+        _ => e.to_string(),
+    }
+}
+
+/// File descriptors a WebSocket connection takes.
+const WS_FDS_PER_CONN: u32 = 3;
+
+/// The soft open-file limit (`ulimit -n`), read from /proc on Linux.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Serves one accepted stream until it closes.
 fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     let limits = shared.config.limits;
@@ -529,14 +595,13 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     };
     #[cfg(not(feature = "ws"))]
     let prefix: Vec<u8> = Vec::new();
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let reader = FrameReader::with_prefix(read_half, limits.max_frame_len, &prefix);
+    let socket = Socket::new(stream);
+    let writer = TcpWriter::new(&socket, &limits);
+    let reader = FrameReader::with_prefix(socket, limits.max_frame_len, &prefix);
     run_conn(
         shared,
         id,
-        Box::new(TcpWriter::new(stream, &limits)),
+        Box::new(writer),
         Box::new(TcpReader(reader)),
         shared.services.clone(),
     );

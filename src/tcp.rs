@@ -1,7 +1,8 @@
 //! Raw TCP transport: frames straight on the stream.
 
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -19,11 +20,29 @@ pub(crate) fn tune(stream: &TcpStream, limits: &Limits) -> io::Result<()> {
     Ok(())
 }
 
+/// One TCP socket shared by a connection's reading half, writing half and
+/// closer: one file descriptor per connection (std implements `Read` and
+/// `Write` for `&TcpStream`, and the two directions do not share state).
+#[derive(Clone)]
+pub(crate) struct Socket(pub Arc<TcpStream>);
+
+impl Socket {
+    pub fn new(stream: TcpStream) -> Self {
+        Self(Arc::new(stream))
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
 /// Writes all of `parts` (one frame) within `limit` for the whole frame:
 /// the socket's write timeout bounds one `write`, so after a partial write
 /// it is set to what is left of the frame's time (and put back after).
 pub(crate) fn write_all_within(
-    stream: &mut TcpStream,
+    mut stream: &TcpStream,
     parts: &[&[u8]],
     limit: Option<Duration>,
 ) -> io::Result<()> {
@@ -34,7 +53,7 @@ pub(crate) fn write_all_within(
         if done == total {
             break Ok(());
         }
-        let n = match write_some(stream, parts, done) {
+        let n = match write_some(&mut stream, parts, done) {
             Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
@@ -63,7 +82,7 @@ pub(crate) fn write_all_within(
 }
 
 /// One vectored write of what is left of `parts` after `skip` bytes.
-fn write_some(stream: &mut TcpStream, parts: &[&[u8]], mut skip: usize) -> io::Result<usize> {
+fn write_some(stream: &mut &TcpStream, parts: &[&[u8]], mut skip: usize) -> io::Result<usize> {
     let mut slices: [IoSlice<'_>; 2] = [IoSlice::new(&[]), IoSlice::new(&[])];
     let mut n = 0;
     for p in parts {
@@ -82,14 +101,14 @@ fn write_some(stream: &mut TcpStream, parts: &[&[u8]], mut skip: usize) -> io::R
 
 /// The writing half.
 pub(crate) struct TcpWriter {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     write_timeout: Option<Duration>,
 }
 
 impl TcpWriter {
-    pub fn new(stream: TcpStream, limits: &Limits) -> Self {
+    pub fn new(socket: &Socket, limits: &Limits) -> Self {
         Self {
-            stream,
+            stream: Arc::clone(&socket.0),
             write_timeout: limits.write_timeout,
         }
     }
@@ -97,10 +116,10 @@ impl TcpWriter {
 
 impl FrameWrite for TcpWriter {
     fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        write_all_within(&mut self.stream, &[frame], self.write_timeout)
+        write_all_within(&self.stream, &[frame], self.write_timeout)
     }
     fn write_frame_parts(&mut self, head: &[u8], tail: &[u8]) -> io::Result<()> {
-        write_all_within(&mut self.stream, &[head, tail], self.write_timeout)
+        write_all_within(&self.stream, &[head, tail], self.write_timeout)
     }
     fn heartbeat(&mut self, ping_frame: &[u8]) -> io::Result<()> {
         self.write_frame(ping_frame)
@@ -134,12 +153,12 @@ impl FrameWrite for TcpWriter {
         self.stream.peer_addr().ok()
     }
     fn closer(&self) -> Option<Closer> {
-        Closer::new(&self.stream)
+        Some(Closer::shared(&self.stream))
     }
 }
 
 /// The reading half.
-pub(crate) struct TcpReader(pub FrameReader<TcpStream>);
+pub(crate) struct TcpReader(pub FrameReader<Socket>);
 
 impl FrameRead for TcpReader {
     fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
@@ -152,7 +171,7 @@ impl FrameRead for TcpReader {
         self.0.pending_header()
     }
     fn set_read_timeout(&mut self, timeout: Duration) {
-        let _ = self.0.get_ref().set_read_timeout(Some(timeout));
+        let _ = self.0.get_ref().0.set_read_timeout(Some(timeout));
     }
     fn trim(&mut self) {
         self.0.trim();

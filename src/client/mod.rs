@@ -28,7 +28,7 @@ use crate::error::{DecodeError, Error, Mismatch};
 use crate::frame::{FrameReader, Limits};
 use crate::peer::Peer;
 use crate::router::{builtin, Router};
-use crate::tcp::{tune, TcpReader, TcpWriter};
+use crate::tcp::{tune, Socket, TcpReader, TcpWriter};
 
 mod reconnect;
 
@@ -126,12 +126,10 @@ impl ClientBuilder {
         let stream = connect_tcp(addrs, self.connect_timeout)?;
         tune(&stream, &self.limits)?;
         let peer = stream.peer_addr().ok();
-        let reader = FrameReader::new(stream.try_clone()?, self.limits.max_frame_len);
-        Ok((
-            peer,
-            Box::new(TcpWriter::new(stream, &self.limits)),
-            Box::new(TcpReader(reader)),
-        ))
+        let socket = Socket::new(stream);
+        let writer = TcpWriter::new(&socket, &self.limits);
+        let reader = FrameReader::new(socket, self.limits.max_frame_len);
+        Ok((peer, Box::new(writer), Box::new(TcpReader(reader))))
     }
 
     fn dial(&self, target: &Target) -> Result<Transport, Error> {

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -58,12 +59,18 @@ pub(crate) trait FrameRead: Send {
 
 /// Cuts a connection from any thread: shuts the socket down both ways, so
 /// a blocked read or write returns at once.
-pub(crate) struct Closer(TcpStream);
+pub(crate) struct Closer(Arc<TcpStream>);
 
 impl Closer {
-    /// A closer for the socket under `stream` (a clone of its handle).
+    /// A closer for a socket that the transport shares.
+    pub fn shared(stream: &Arc<TcpStream>) -> Self {
+        Self(Arc::clone(stream))
+    }
+
+    /// A closer for the socket under `stream` (a clone of its handle: one
+    /// more file descriptor).
     pub fn new(stream: &TcpStream) -> Option<Self> {
-        stream.try_clone().ok().map(Self)
+        stream.try_clone().ok().map(|s| Self(Arc::new(s)))
     }
 
     pub fn close(&self) {
