@@ -22,6 +22,11 @@
 //! A text message closes the connection with 1003, a bad frame or `len`
 //! with 1002, a message over the limit with 1009. WebSocket pings are the
 //! heartbeat; any byte received counts as life.
+//!
+//! Web pages: the upgrade checks `Origin` and `Host` before the path and
+//! the token, and answers 403 to a browser origin or a `Host` it does not
+//! allow; an open server allows no browser origin by default. See
+//! [`WsConfig::allowed_origins`] and [`WsConfig::allowed_hosts`].
 
 mod accept;
 mod connect;
