@@ -79,7 +79,11 @@ fn builder() -> ServerBuilder {
     #[cfg(feature = "ws")]
     let b = b.ws(framerpc::WsConfig::new()
         .mount("/greet", router())
-        .handshake_timeout(Duration::from_millis(500)));
+        .handshake_timeout(Duration::from_millis(500))
+        // Browsers only from this origin; the Host check on (the heads
+        // written by hand below say `Host: x`).
+        .allowed_origins(["https://app.example"])
+        .allowed_hosts(["x"]));
     b
 }
 
@@ -425,6 +429,47 @@ fn ws_cases() -> Vec<Case> {
         ("ws unknown path", |a| {
             let h = head(&format!("Authorization: Bearer {TOKEN}\r\n")).replace("/greet", "/nope");
             assert!(upgrade(a, &h).contains("404"));
+        }),
+        ("ws foreign Origin with the right token", |a| {
+            let h = head(&format!(
+                "Origin: https://evil.example\r\nAuthorization: Bearer {TOKEN}\r\n"
+            ));
+            assert!(upgrade(a, &h).contains("403"))
+        }),
+        (
+            "ws Origin null (a file:// page) with the token in the query",
+            |a| {
+                let h =
+                    head("Origin: null\r\n").replace("/greet", &format!("/greet?token={TOKEN}"));
+                assert!(upgrade(a, &h).contains("403"))
+            },
+        ),
+        ("ws two Origin headers, one allowed", |a| {
+            let h = head(&format!(
+                "Origin: https://app.example\r\nOrigin: https://evil.example\r\n\
+                 Authorization: Bearer {TOKEN}\r\n"
+            ));
+            assert!(upgrade(a, &h).contains("403"))
+        }),
+        ("ws long Origin with non-ASCII bytes", |a| {
+            let o = format!("https://{}\u{e9}\u{202e}.example", "a".repeat(8000));
+            let h = head(&format!("Origin: {o}\r\nAuthorization: Bearer {TOKEN}\r\n"));
+            assert!(upgrade(a, &h).contains("403"))
+        }),
+        ("ws DNS rebinding Host with the right token", |a| {
+            let h = head(&format!("Authorization: Bearer {TOKEN}\r\n"))
+                .replace("Host: x", "Host: evil.example:80");
+            assert!(upgrade(a, &h).contains("403"))
+        }),
+        ("ws missing Host", |a| {
+            let h = head(&format!("Authorization: Bearer {TOKEN}\r\n")).replace("Host: x\r\n", "");
+            assert!(upgrade(a, &h).contains("403"))
+        }),
+        ("ws two Host headers", |a| {
+            let h = head(&format!(
+                "Host: evil.example\r\nAuthorization: Bearer {TOKEN}\r\n"
+            ));
+            assert!(upgrade(a, &h).contains("403"))
         }),
         ("ws text message", |a| {
             let mut ws = ws_client(a);

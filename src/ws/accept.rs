@@ -1,9 +1,10 @@
 //! The server side: sniff `GET `, read the HTTP head under a deadline and
-//! size bounds, check path and token in tungstenite's handshake callback,
-//! then serve the connection like any other.
+//! size bounds, check `Host`, `Origin`, path and token (in that order) in
+//! tungstenite's handshake callback, then serve the connection like any
+//! other.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, StatusCode};
 
+use super::origin;
 use super::stream::{ws_config, Out, WsReader, WsStream, WsWriter};
 use super::WsConfig;
 use crate::conn::{constant_time_eq, Services};
@@ -136,7 +138,12 @@ fn handshake(
     let st = WsStream::new(read_half, Arc::clone(&out), head, false);
     let mut chosen: Option<Arc<Router>> = None;
     let token = shared.services.token.clone();
+    let local_ip = stream.local_addr().ok().map(|a| a.ip());
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        // Who may ask comes before what is asked: a refused page learns
+        // nothing about paths or tokens.
+        check_host(req, ws, token.is_none(), local_ip)?;
+        check_origin(req, ws, token.is_none())?;
         let Some(router) = ws.mounts.get(req.uri().path()) else {
             return Err(error_response(
                 StatusCode::NOT_FOUND,
@@ -166,7 +173,7 @@ fn handshake(
             socket
         }
         Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => {
-            // 401 or 404 was written.
+            // 401, 403 or 404 was written.
             linger(stream);
             return None;
         }
@@ -188,6 +195,84 @@ fn handshake(
         ..shared.services.clone()
     };
     Some((out, services, socket))
+}
+
+/// The `Host` check (see [`WsConfig::allowed_hosts`]): on an open server,
+/// or whenever a list is set. The request target's authority, if it has
+/// one (`GET ws://host/path`), must pass too.
+#[allow(clippy::result_large_err)] // the callback's type is tungstenite's
+fn check_host(
+    req: &Request,
+    ws: &WsConfig,
+    open: bool,
+    local_ip: Option<IpAddr>,
+) -> Result<(), ErrorResponse> {
+    let list = match &ws.allowed_hosts {
+        Some(list) => list,
+        None if open => &[][..],
+        None => return Ok(()),
+    };
+    let hint = "allow it with WsConfig::allowed_hosts; loopback addresses, localhost and the \
+                address the server was reached on are always allowed";
+    let mut values = req.headers().get_all(header::HOST).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        let why = if req.headers().contains_key(header::HOST) {
+            "more than one Host header"
+        } else {
+            "no Host header"
+        };
+        return Err(forbidden(format!(
+            "forbidden: {why}; this server checks Host ({hint})\n"
+        )));
+    };
+    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    for v in std::iter::once(value.as_bytes()).chain(authority) {
+        if !origin::host_allowed(v, local_ip, list) {
+            return Err(forbidden(format!(
+                "forbidden: Host {} is not allowed ({hint})\n",
+                origin::quote(v)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The `Origin` check (see [`WsConfig::allowed_origins`]): a request
+/// without `Origin` passes; with one, it must be on the list, or (no list)
+/// the server must have a token.
+#[allow(clippy::result_large_err)] // the callback's type is tungstenite's
+fn check_origin(req: &Request, ws: &WsConfig, open: bool) -> Result<(), ErrorResponse> {
+    let mut values = req.headers().get_all(header::ORIGIN).iter();
+    let Some(value) = values.next() else {
+        return Ok(());
+    };
+    let list = match &ws.allowed_origins {
+        Some(list) => list,
+        None if open => {
+            return Err(forbidden(format!(
+                "forbidden: Origin {} refused: this server has no token and allows no browser \
+                 origin; list it with WsConfig::allowed_origins, or require a token\n",
+                origin::quote(value.as_bytes())
+            )))
+        }
+        None => return Ok(()),
+    };
+    if values.next().is_some() {
+        return Err(forbidden(
+            "forbidden: more than one Origin header\n".to_owned(),
+        ));
+    }
+    if !origin::origin_allowed(value.as_bytes(), list) {
+        return Err(forbidden(format!(
+            "forbidden: Origin {} is not allowed; allow it with WsConfig::allowed_origins\n",
+            origin::quote(value.as_bytes())
+        )));
+    }
+    Ok(())
+}
+
+fn forbidden(body: String) -> ErrorResponse {
+    error_response(StatusCode::FORBIDDEN, &body)
 }
 
 /// Reads up to the end of the HTTP head: `Ok((head, tail))`, or the status
@@ -256,6 +341,10 @@ fn error_response(status: StatusCode, body: &str) -> ErrorResponse {
     h.insert(
         header::CONNECTION,
         header::HeaderValue::from_static("close"),
+    );
+    h.insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
     );
     if status == StatusCode::UNAUTHORIZED {
         h.insert(

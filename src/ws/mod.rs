@@ -22,10 +22,16 @@
 //! A text message closes the connection with 1003, a bad frame or `len`
 //! with 1002, a message over the limit with 1009. WebSocket pings are the
 //! heartbeat; any byte received counts as life.
+//!
+//! Web pages: the upgrade checks `Origin` and `Host` before the path and
+//! the token, and answers 403 to a browser origin or a `Host` it does not
+//! allow; an open server allows no browser origin by default. See
+//! [`WsConfig::allowed_origins`] and [`WsConfig::allowed_hosts`].
 
 mod accept;
 mod connect;
 pub use connect::TOKEN_ENV;
+mod origin;
 mod stream;
 
 use std::collections::HashMap;
@@ -33,8 +39,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::Error;
 use crate::router::Router;
 use crate::server::{Server, ServerBuilder};
+use origin::{HostPattern, OriginPattern};
 
 pub(crate) use accept::{serve_if_upgrade, Sniffed};
 
@@ -54,6 +62,10 @@ pub struct WsConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_header_lines: usize,
+    /// `None`: the default rule (see [`WsConfig::allowed_origins`]).
+    pub(crate) allowed_origins: Option<Arc<[OriginPattern]>>,
+    /// `None`: the default rule (see [`WsConfig::allowed_hosts`]).
+    pub(crate) allowed_hosts: Option<Arc<[HostPattern]>>,
 }
 
 impl fmt::Debug for WsConfig {
@@ -67,6 +79,8 @@ impl fmt::Debug for WsConfig {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("max_header_lines", &self.max_header_lines)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -80,6 +94,8 @@ impl Default for WsConfig {
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_header_lines: 100,
+            allowed_origins: None,
+            allowed_hosts: None,
         }
     }
 }
@@ -105,9 +121,123 @@ impl WsConfig {
     /// Accepts upgrades without a token, unless one is set with
     /// [`ServerBuilder::token`] (default: a token is required, and one is
     /// generated when none is set).
+    ///
+    /// **Warning:** without a token, anything that can reach the port can
+    /// list and call every command and hold an admission permit, and a web
+    /// page in a browser on the same machine can reach `127.0.0.1`. So an
+    /// open server refuses every upgrade that carries an `Origin` header
+    /// (browsers always send one) unless that origin is listed with
+    /// [`allowed_origins`](Self::allowed_origins), and refuses a `Host`
+    /// header that does not name a loopback address, `localhost`, the
+    /// address the connection arrived on, or an entry of
+    /// [`allowed_hosts`](Self::allowed_hosts) (DNS rebinding). Both get
+    /// HTTP 403. Clients that send no `Origin` (framerpc's, Python
+    /// `websockets`, tungstenite, websocat) are not affected by the first
+    /// rule. Raw TCP on the same port is open too.
     pub fn open(mut self) -> Self {
         self.open = true;
         self
+    }
+
+    /// The browser origins allowed to upgrade, checked before the path and
+    /// the token: a request whose `Origin` header is on no entry gets HTTP
+    /// 403 and no frame is processed. A request without `Origin` (a
+    /// non-browser client) is not affected. Replaces any earlier list; an
+    /// empty list refuses every browser.
+    ///
+    /// Default (no list): with a token every origin is allowed (the token
+    /// protects); an open server (no token) refuses every origin.
+    ///
+    /// Each entry is one of:
+    /// - `scheme://host[:port]`, e.g. `https://app.example` or
+    ///   `http://localhost:3000`: scheme and host compared ASCII
+    ///   case-insensitively, the port exactly, a missing port meaning the
+    ///   scheme's default (80 for `http`/`ws`, 443 for `https`/`wss`). No
+    ///   path, not even a trailing `/`. IPv6 hosts in brackets.
+    /// - a port of `*`: any port, e.g. `http://localhost:*`.
+    /// - a host of `*.name`: any host that ends with `.name` (at least one
+    ///   more label; not `name` itself), e.g. `https://*.lab.example`. `*`
+    ///   is allowed only as the whole first label.
+    /// - `null`: the opaque origin that `file://` pages and sandboxed
+    ///   frames send. Allow it only if you mean it: any local HTML file
+    ///   has it.
+    /// - `*`: any origin except `null`.
+    ///
+    /// # Panics
+    ///
+    /// On an entry that is none of these, with a message naming it; see
+    /// [`try_allowed_origins`](Self::try_allowed_origins) for origins read
+    /// at run time.
+    pub fn allowed_origins<I, S>(self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.try_allowed_origins(origins)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`allowed_origins`](Self::allowed_origins) that returns
+    /// [`Error::Config`] naming a malformed entry instead of panicking.
+    pub fn try_allowed_origins<I, S>(mut self, origins: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let list = origins
+            .into_iter()
+            .map(|o| OriginPattern::parse(o.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config(format!("WsConfig::allowed_origins: {e}").into()))?;
+        self.allowed_origins = Some(list.into());
+        Ok(self)
+    }
+
+    /// Host names (or addresses) that a `Host` header may name besides the
+    /// ones always accepted: a loopback address (`127.0.0.0/8`, `[::1]`),
+    /// `localhost`, and the IP address the connection arrived on. A `Host`
+    /// that names none of them, or a missing, repeated or malformed `Host`,
+    /// gets HTTP 403. This refuses DNS rebinding, where a page at
+    /// `evil.example` whose name now resolves to this machine connects with
+    /// `Host: evil.example`.
+    ///
+    /// Default (no list): checked only on an open server (no token); with
+    /// a token the `Host` is not looked at. Setting a list (replacing any
+    /// earlier one) turns the check on with or without a token.
+    ///
+    /// Each entry is a host name (`device.lab.example`, compared ASCII
+    /// case-insensitively), an IP address (`10.0.0.7`, `fe80::1` or
+    /// `[fe80::1]`), `*.name` (any host ending with `.name`, not `name`
+    /// itself) or `*` (any `Host`: the check is off). Entries carry no port
+    /// and the port of a `Host` header is not compared.
+    ///
+    /// # Panics
+    ///
+    /// On an entry that is none of these; see
+    /// [`try_allowed_hosts`](Self::try_allowed_hosts).
+    pub fn allowed_hosts<I, S>(self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.try_allowed_hosts(hosts)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`allowed_hosts`](Self::allowed_hosts) that returns
+    /// [`Error::Config`] naming a malformed entry instead of panicking.
+    pub fn try_allowed_hosts<I, S>(mut self, hosts: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let list = hosts
+            .into_iter()
+            .map(|h| HostPattern::parse(h.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config(format!("WsConfig::allowed_hosts: {e}").into()))?;
+        self.allowed_hosts = Some(list.into());
+        Ok(self)
     }
 
     /// Whether connections that do not start with `GET ` are served as raw
