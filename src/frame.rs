@@ -210,6 +210,10 @@ pub struct FrameReader<R> {
     received: u64,
     /// A large frame being received (header included), grown as it arrives.
     big: Option<Vec<u8>>,
+    /// The buffer of the last large frame: reused for the next one once
+    /// its frame has been dropped (no page faults, no allocation), let go
+    /// when the connection is quiet ([`FrameReader::trim`]).
+    last_big: Option<Bytes>,
 }
 
 const READ_CHUNK: usize = 8 * 1024;
@@ -218,6 +222,9 @@ const KEEP_READ: usize = 64 * 1024;
 /// Frames larger than this are read into a buffer of their own, which
 /// grows at most 4x the bytes already received and is never zero-filled.
 const BIG_FRAME: usize = 256 * 1024;
+/// Address space reserved for a large frame's buffer (not memory: pages
+/// are used as bytes arrive). Above glibc's largest mmap threshold.
+const BIG_RESERVE: usize = (32 << 20) + (64 << 10);
 
 impl<R: Read> FrameReader<R> {
     /// A reader that refuses payloads over `max_frame_len`.
@@ -229,6 +236,7 @@ impl<R: Read> FrameReader<R> {
             max_frame_len,
             received: 0,
             big: None,
+            last_big: None,
         }
     }
 
@@ -257,6 +265,24 @@ impl<R: Read> FrameReader<R> {
         if self.filled == 0 && self.buf.capacity() > KEEP_READ {
             self.buf = BytesMut::new();
         }
+        self.last_big = None;
+    }
+
+    /// A buffer for a large frame: the last one's if its frame is gone,
+    /// else a new one. A new one reserves at least [`BIG_RESERVE`] bytes
+    /// of address space (touched only as bytes arrive, so resident memory
+    /// still grows with the data): the allocator then maps it on its own
+    /// and unmaps it when it is freed, so large frames never leave memory
+    /// behind in the allocator's heaps (glibc serves requests under 32 MiB
+    /// from its heaps once a large block has been freed, and keeps them).
+    fn big_buffer(&mut self, first: usize) -> Vec<u8> {
+        if let Some(b) = self.last_big.take() {
+            if let Ok(mut m) = b.try_into_mut() {
+                m.clear();
+                return Vec::from(m);
+            }
+        }
+        Vec::with_capacity(first.max(BIG_RESERVE))
     }
 
     /// The header of the frame being read, once its 12 bytes are in
@@ -295,7 +321,7 @@ impl<R: Read> FrameReader<R> {
                 }
                 if need > BIG_FRAME {
                     // Everything buffered belongs to this frame.
-                    let mut v = Vec::with_capacity(self.filled.max(BIG_FRAME).min(need));
+                    let mut v = self.big_buffer(self.filled.max(BIG_FRAME).min(need));
                     v.extend_from_slice(&self.buf[..self.filled]);
                     self.buf.clear();
                     self.filled = 0;
@@ -366,7 +392,9 @@ impl<R: Read> FrameReader<R> {
                 }
             }
         }
-        let payload = Bytes::from(v).split_off(HEADER_LEN);
+        let whole = Bytes::from(v);
+        let payload = whole.slice(HEADER_LEN..);
+        self.last_big = Some(whole);
         Ok(Some(Frame { header, payload }))
     }
 }
@@ -395,7 +423,17 @@ pub fn start_frame(buf: &mut BytesMut, kind: Kind, cmd: u16, id: u32) {
 /// Patches the length of a frame started with [`start_frame`], refusing a
 /// payload over `limits.max_frame_len` before anything is written.
 pub fn finish_frame(buf: &mut BytesMut, limits: &Limits) -> Result<(), Error> {
-    let len = (buf.len() - HEADER_LEN) as u64;
+    finish_frame_with_tail(buf, 0, limits)
+}
+
+/// Like [`finish_frame`] for a frame whose payload continues with `tail`
+/// bytes sent after `buf`.
+pub(crate) fn finish_frame_with_tail(
+    buf: &mut BytesMut,
+    tail: usize,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let len = (buf.len() - HEADER_LEN + tail) as u64;
     limits.check_len(len, Side::Local)?;
     buf[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())

@@ -70,8 +70,9 @@ impl Peer {
 
     /// Sends `cmd` one way: no reply, not even an error.
     pub fn notify<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> Result<(), Error> {
-        self.0
-            .send_with(Kind::Notify, cmd.id(), 0, |b| cmd.request().encode(req, b))
+        self.0.send_with_tail(Kind::Notify, cmd.id(), 0, |b| {
+            cmd.request().encode_tail(req, b)
+        })
     }
 
     /// An untyped call: payload bytes in, reply payload bytes out.

@@ -18,9 +18,15 @@ use crate::peer::Peer;
 type Handler =
     Arc<dyn Fn(&Ctx<'_>, Bytes, &mut BytesMut) -> Result<(), HandlerError> + Send + Sync>;
 
+/// What the table keeps: a handler that appends the reply to `out` and may
+/// leave a large tail of it to be sent from where it lies.
+type TailHandler = Arc<
+    dyn Fn(&Ctx<'_>, Bytes, &mut BytesMut) -> Result<Option<Bytes>, HandlerError> + Send + Sync,
+>;
+
 struct Entry {
     info: CommandInfo,
-    handler: Handler,
+    handler: TailHandler,
 }
 
 /// A table of command handlers, shared by every connection of a server.
@@ -118,20 +124,26 @@ impl Router {
         f: impl Fn(&Ctx<'_>, Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
     ) -> Result<Self, Error> {
         let (req, resp) = (cmd.request(), cmd.response());
-        self.try_handle_raw(
+        self.insert(
             cmd.info(),
             Arc::new(move |ctx, payload, out| {
                 let value = decode_all(req, payload)
                     .map_err(|e| HandlerError::library(ErrorCode::BAD_PAYLOAD, e.to_string()))?;
-                resp.encode(&f(ctx, value)?, out);
-                Ok(())
+                Ok(resp.encode_tail(&f(ctx, value)?, out))
             }),
         )
     }
 
     /// Adds an untyped handler: it gets the request payload and appends the
     /// reply payload to `out`. The schemas are what `list` reports.
-    pub fn try_handle_raw(mut self, info: CommandInfo, handler: Handler) -> Result<Self, Error> {
+    pub fn try_handle_raw(self, info: CommandInfo, handler: Handler) -> Result<Self, Error> {
+        self.insert(
+            info,
+            Arc::new(move |ctx, payload, out| handler(ctx, payload, out).map(|()| None)),
+        )
+    }
+
+    fn insert(mut self, info: CommandInfo, handler: TailHandler) -> Result<Self, Error> {
         if let Some(e) = self.entries.get(&info.id) {
             return Err(Error::Config(
                 format!(
@@ -181,7 +193,7 @@ impl Router {
         ctx: &Ctx<'_>,
         payload: Bytes,
         out: &mut BytesMut,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<Option<Bytes>, HandlerError> {
         match self.entries.get(&ctx.header.cmd) {
             Some(e) => (e.handler)(ctx, payload, out),
             None => Err(HandlerError::library(

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use crate::admission::WhenFull;
 use crate::conn::{Conn, Incoming, Role, Step};
 use crate::error::{Error, ErrorCode};
-use crate::frame::{finish_frame, start_frame, Kind};
+use crate::frame::{finish_frame_with_tail, start_frame, Kind};
 use crate::router::{Ctx, Router};
 
 /// Keep at most this much reply buffer between calls.
@@ -216,9 +216,9 @@ fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesM
     let result = catch_unwind(AssertUnwindSafe(|| router.dispatch(&ctx, inc.payload, out)));
     if answer {
         match result {
-            Ok(Ok(())) => match finish_frame(out, &conn.limits) {
+            Ok(Ok(tail)) => match finish_frame_with_tail(out, tail_len(&tail), &conn.limits) {
                 Ok(()) => {
-                    let _ = conn.send(out);
+                    let _ = conn.send_parts(out, tail.as_deref().unwrap_or_default());
                 }
                 Err(Error::TooLarge { len, max, .. }) => {
                     let msg = format!(
@@ -237,4 +237,8 @@ fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesM
         }
         conn.call_done(h.id);
     }
+}
+
+fn tail_len(tail: &Option<bytes::Bytes>) -> usize {
+    tail.as_ref().map_or(0, |t| t.len())
 }

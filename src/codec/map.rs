@@ -58,6 +58,9 @@ impl<C: Codec, T: 'static> Codec for Map<C, T> {
     fn encode(&self, v: &T, dst: &mut BytesMut) {
         self.inner.encode(&(self.to_wire)(v), dst);
     }
+    fn encode_tail(&self, v: &T, dst: &mut BytesMut) -> Option<Bytes> {
+        self.inner.encode_tail(&(self.to_wire)(v), dst)
+    }
     fn decode(&self, src: &mut Bytes) -> Result<T, DecodeError> {
         (self.from_wire)(self.inner.decode(src)?).map_err(DecodeError::Invalid)
     }

@@ -42,6 +42,16 @@ pub trait Codec: Send + Sync + 'static {
     /// Appends the encoding of `v` to `dst`.
     fn encode(&self, v: &Self::Value, dst: &mut BytesMut);
 
+    /// Appends the encoding of `v` to `dst`, except that a large byte
+    /// string at its very end may be returned instead of copied: the
+    /// caller then sends `dst` followed by that tail (a vectored write), so
+    /// a big `bytes` reply goes out without a copy. The default appends
+    /// everything and returns `None`.
+    fn encode_tail(&self, v: &Self::Value, dst: &mut BytesMut) -> Option<Bytes> {
+        self.encode(v, dst);
+        None
+    }
+
     /// Reads one value from the front of `src`, advancing it.
     fn decode(&self, src: &mut Bytes) -> Result<Self::Value, DecodeError>;
 

@@ -47,6 +47,10 @@ impl Codec for StrCodec {
     }
 }
 
+/// A `bytes` value at least this long is sent from where it lies (see
+/// [`Codec::encode_tail`]); a shorter one is copied next to its header.
+const TAIL_MIN: usize = 64 * 1024;
+
 /// `bytes`: `u32` length, then raw bytes. Decoding does not copy: the value
 /// is a slice of the received frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,6 +64,14 @@ impl Codec for BytesCodec {
     fn encode(&self, v: &Bytes, dst: &mut BytesMut) {
         put_len(dst, v.len());
         dst.put_slice(v);
+    }
+    fn encode_tail(&self, v: &Bytes, dst: &mut BytesMut) -> Option<Bytes> {
+        if v.len() < TAIL_MIN {
+            self.encode(v, dst);
+            return None;
+        }
+        put_len(dst, v.len());
+        Some(v.clone())
     }
     fn decode(&self, src: &mut Bytes) -> Result<Bytes, DecodeError> {
         let n = read_len(src)?;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 
@@ -108,6 +108,21 @@ impl Conn {
         timeout: Option<Duration>,
         body: impl FnOnce(&mut BytesMut),
     ) -> Result<Frame, Error> {
+        self.call_frame_tail(cmd, name, timeout, |b| {
+            body(b);
+            None
+        })
+    }
+
+    /// [`Conn::call_frame`] for a payload whose large tail `body` may
+    /// return instead of copying it.
+    pub fn call_frame_tail(
+        &self,
+        cmd: u16,
+        name: &str,
+        timeout: Option<Duration>,
+        body: impl FnOnce(&mut BytesMut) -> Option<Bytes>,
+    ) -> Result<Frame, Error> {
         let id = self.out.take_id();
         let (tx, rx) = bounded(1);
         {
@@ -117,7 +132,7 @@ impl Conn {
             }
             w.by_id.insert(id, tx);
         }
-        if let Err(e) = self.send_with(Kind::Call, cmd, id, body) {
+        if let Err(e) = self.send_with_tail(Kind::Call, cmd, id, body) {
             self.out.waiting.lock().by_id.remove(&id);
             return Err(e);
         }
@@ -286,7 +301,7 @@ impl Conn {
         value: &Q,
         timeout: Option<Duration>,
     ) -> Result<R, Error> {
-        let frame = self.call_frame(cmd, name, timeout, |b| req.encode(value, b))?;
+        let frame = self.call_frame_tail(cmd, name, timeout, |b| req.encode_tail(value, b))?;
         Ok(decode_all(resp, reply_payload(frame)?)?)
     }
 }

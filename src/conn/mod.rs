@@ -41,7 +41,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::admission::{Admission, Permit, Ticket};
 use crate::error::{Error, ErrorCode, ProtocolError};
-use crate::frame::{error_payload, finish_frame, start_frame, Frame, Kind, Limits};
+use crate::frame::{error_payload, finish_frame_with_tail, start_frame, Frame, Kind, Limits};
 use crate::pool::Pool;
 use crate::router::Router;
 use crate::stall::Watch;
@@ -161,14 +161,10 @@ impl Conn {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Writes one whole frame under the writer lock. A failed write closes
-    /// the connection (the stream may hold half a frame).
-    pub fn send(&self, frame: &[u8]) -> Result<(), Error> {
-        self.send_parts(frame, &[])
-    }
-
-    /// Writes a frame whose payload ends with `tail` (sent without being
-    /// copied next to `head`).
+    /// Writes one frame under the writer lock: `head`, then the rest of
+    /// its payload, `tail` (sent without being copied next to `head`). A
+    /// failed write closes the connection (the stream may hold half a
+    /// frame).
     pub fn send_parts(&self, head: &[u8], tail: &[u8]) -> Result<(), Error> {
         if self.is_closed() {
             return Err(Error::Disconnected);
@@ -199,11 +195,29 @@ impl Conn {
         id: u32,
         body: impl FnOnce(&mut BytesMut),
     ) -> Result<(), Error> {
+        self.send_with_tail(kind, cmd, id, |b| {
+            body(b);
+            None
+        })
+    }
+
+    /// Builds a frame in this thread's buffer and sends it, followed by
+    /// the large tail of its payload that `body` may return (see
+    /// [`Codec::encode_tail`](crate::codec::Codec::encode_tail)).
+    pub fn send_with_tail(
+        &self,
+        kind: Kind,
+        cmd: u16,
+        id: u32,
+        body: impl FnOnce(&mut BytesMut) -> Option<Bytes>,
+    ) -> Result<(), Error> {
         CALL_BUF.with(|b| {
             let mut buf = b.borrow_mut();
             start_frame(&mut buf, kind, cmd, id);
-            body(&mut buf);
-            let r = finish_frame(&mut buf, &self.limits).and_then(|()| self.send(&buf));
+            let tail = body(&mut buf);
+            let tail = tail.as_deref().unwrap_or_default();
+            let r = finish_frame_with_tail(&mut buf, tail.len(), &self.limits)
+                .and_then(|()| self.send_parts(&buf, tail));
             if buf.capacity() > KEEP_BUF {
                 *buf = BytesMut::with_capacity(512);
             }
