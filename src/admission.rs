@@ -1,17 +1,17 @@
-//! Admission: a counting semaphore over connections, with a FIFO queue or
-//! immediate refusal beyond the limit, and a hook that runs whenever a
-//! permit comes back.
+//! Admission: at most N users hold the device at once, the others wait in
+//! a FIFO queue (or are refused), and a hook runs whenever a hold ends.
 //!
-//! A [`Permit`] is released in `Drop`, so no path (clean close, crash of
-//! the peer, panic in a handler, server error) can leak it.
+//! A connection becomes a user when it needs the device: at its first call
+//! of a command that is not shared, or by `acquire`. It stays one until it
+//! sends `release`, its hold lapses (no call needing the device for the
+//! server's `hold_idle`), the administrator releases it, or it ends.
 //!
 //! # Fairness
 //!
-//! Waiters are admitted in arrival order: each takes a ticket (at accept
-//! time), and a ticket may take a free slot only if a slot is also left for
-//! every older ticket still queued. With one slot that is strict FIFO; with
-//! room to spare nobody waits for an older connection that has not asked
-//! yet (one still in its WebSocket handshake, say).
+//! Waiters are admitted in arrival order: each takes a ticket when it
+//! starts to wait, and a ticket may take a free slot only if a slot is
+//! also left for every older ticket still queued. With one slot that is
+//! strict FIFO.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -21,15 +21,29 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// What happens to a connection beyond the user limit.
+/// What happens to a connection that needs the device while the server is
+/// full.
+///
+/// ```
+/// use std::time::Duration;
+/// use framerpc::{Server, WhenFull};
+/// // Wait in line for up to a minute, then get BUSY.
+/// let queued = Server::builder().max_users(1).when_full(WhenFull::Queue {
+///     max_wait: Duration::from_secs(60),
+/// });
+/// // Or get BUSY at once (the connection stays open; try again later).
+/// let refused = Server::builder().max_users(1).when_full(WhenFull::Refuse);
+/// # let _ = (queued, refused);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WhenFull {
     /// Wait in a FIFO queue for at most `max_wait`, then get BUSY.
     Queue {
-        /// The longest a connection waits for a permit.
+        /// The longest a connection waits for the device.
         max_wait: Duration,
     },
-    /// Answer each call with BUSY while the server is full.
+    /// Answer each call that needs the device with BUSY while the server
+    /// is full.
     Refuse,
 }
 
@@ -45,47 +59,204 @@ impl Default for WhenFull {
 /// Admission numbers, as the `status` command reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Status {
-    /// Users holding a permit now.
+    /// Users holding the device now.
     pub active: u32,
     /// The user limit.
     pub max: u32,
-    /// Connections waiting in the queue.
+    /// Connections waiting for the device now.
     pub waiting: u32,
+}
+
+/// Why a hold ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReleaseReason {
+    /// The connection ended (closed, crashed, went silent).
+    Closed,
+    /// The holder sent `release`.
+    Released,
+    /// No call needed the device for the server's `hold_idle`.
+    Lapsed,
+    /// The administrator released it ([`ServerHandle::release`](crate::ServerHandle::release)).
+    Forced,
+}
+
+/// What the `on_release` hook is told about a hold that ended.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Released {
+    /// The peer that held the device.
+    pub peer: Option<SocketAddr>,
+    /// The name it gave (`identify`), if any.
+    pub name: Option<String>,
+    /// How long it held the device.
+    pub held_for: Duration,
+    /// Why the hold ended.
+    pub reason: ReleaseReason,
+}
+
+/// One holder, as [`ServerHandle::holders`](crate::ServerHandle::holders)
+/// lists it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Holder {
+    /// The connection's number ([`Ctx::conn_id`](crate::Ctx::conn_id)).
+    pub conn_id: u64,
+    /// `label (address)`, or the address alone.
+    pub name: String,
+    /// The peer's address.
+    pub addr: Option<SocketAddr>,
+    /// How long it has held the device.
+    pub held_for: Duration,
+    /// How long since its last call that needed the device ended (zero
+    /// while one runs).
+    pub idle_for: Duration,
+    /// Connections waiting behind it.
+    pub waiting_behind: u32,
 }
 
 pub(crate) type ReleaseHook = Arc<dyn Fn(&Released) + Send + Sync>;
 
-/// What the `on_release` hook is told about a permit that came back.
-#[derive(Clone, Debug)]
-pub struct Released {
-    /// The peer that held the permit.
-    pub peer: Option<SocketAddr>,
-    /// How long it held it.
-    pub held_for: Duration,
+/// Longest `identify` label, in bytes.
+pub(crate) const MAX_LABEL: usize = 64;
+
+/// A connection as admission sees it: its name, and whether and how it
+/// uses the device now. One per connection, shared with the admission
+/// state while the connection holds the device or waits for it.
+pub(crate) struct Who {
+    pub conn_id: u64,
+    pub addr: Option<SocketAddr>,
+    label: Mutex<Option<Box<str>>>,
+    usage: Mutex<Usage>,
 }
 
-struct Holder {
-    ticket: u64,
-    peer: Option<SocketAddr>,
-    since: Instant,
+#[derive(Default)]
+struct Usage {
+    /// Holding the device (with this ticket).
+    ticket: Option<u64>,
+    /// Calls needing the device running now.
+    running: usize,
+    /// When the last call needing the device ended (or the hold began).
+    last_used: Option<Instant>,
+    /// Why this connection's last hold ended, if not by its own doing:
+    /// said in every BUSY or `queue` text until it holds again.
+    note: Option<String>,
+    /// A forced release asked for while a call ran: done when it ends.
+    pending_force: bool,
+}
+
+impl Who {
+    pub fn new(conn_id: u64, addr: Option<SocketAddr>) -> Arc<Self> {
+        Arc::new(Self {
+            conn_id,
+            addr,
+            label: Mutex::new(None),
+            usage: Mutex::new(Usage::default()),
+        })
+    }
+
+    /// `label (address)`, or the address alone.
+    pub fn name(&self) -> String {
+        let addr = self
+            .addr
+            .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
+        match &*self.label.lock() {
+            Some(l) => format!("{l} ({addr})"),
+            None => addr,
+        }
+    }
+
+    pub fn label(&self) -> Option<String> {
+        self.label.lock().as_deref().map(str::to_owned)
+    }
+
+    /// Sets the label (`identify`), or says why it is refused.
+    pub fn set_label(&self, raw: &[u8]) -> Result<(), String> {
+        let label = check_label(raw)?;
+        *self.label.lock() = Some(label.into());
+        Ok(())
+    }
+
+    pub fn holding(&self) -> bool {
+        self.usage.lock().ticket.is_some()
+    }
+
+    /// A call that needs the device may start: true (and counted as
+    /// running) while this connection holds it.
+    pub fn begin_use(&self) -> bool {
+        let mut u = self.usage.lock();
+        if u.ticket.is_none() {
+            return false;
+        }
+        u.running += 1;
+        true
+    }
+
+    /// A call that needed the device ended. True when a forced release
+    /// waits for it.
+    pub fn end_use(&self) -> bool {
+        let mut u = self.usage.lock();
+        u.running = u.running.saturating_sub(1);
+        u.last_used = Some(Instant::now());
+        u.running == 0 && std::mem::take(&mut u.pending_force)
+    }
+
+    /// Counts as a use without a call (`acquire` while holding renews).
+    pub fn touch(&self) {
+        self.usage.lock().last_used = Some(Instant::now());
+    }
+
+    /// Why the last hold ended, for messages to this connection.
+    pub fn note(&self) -> Option<String> {
+        self.usage.lock().note.clone()
+    }
+}
+
+/// Checks an `identify` label: 1 to 64 bytes of printable UTF-8.
+pub(crate) fn check_label(raw: &[u8]) -> Result<&str, String> {
+    if raw.is_empty() || raw.len() > MAX_LABEL {
+        return Err(format!(
+            "a name must be 1 to {MAX_LABEL} bytes of printable UTF-8, got {} bytes",
+            raw.len()
+        ));
+    }
+    let s = std::str::from_utf8(raw).map_err(|e| format!("a name must be UTF-8: {e}"))?;
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "a name must be printable: it holds the control character {c:?}"
+        ));
+    }
+    Ok(s)
+}
+
+/// Why a connection did not get the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub message: String,
+}
+
+/// The server's admission state: holders, the queue, the release hook.
+pub(crate) struct Admission {
+    max: u32,
+    policy: WhenFull,
+    hold_idle: Option<Duration>,
+    state: Mutex<State>,
+    changed: Condvar,
+    on_release: Option<ReleaseHook>,
 }
 
 #[derive(Default)]
 struct State {
-    holders: Vec<Holder>,
+    holders: Vec<Holding>,
     queue: VecDeque<u64>,
     next_ticket: u64,
-    /// Set while the release hook runs: the slot is not free yet.
+    /// Release hooks running now: their slots are not free yet.
     releasing: u32,
 }
 
-/// A semaphore of user permits. Shared by every connection of a server.
-pub struct Admission {
-    max: u32,
-    policy: WhenFull,
-    state: Mutex<State>,
-    changed: Condvar,
-    on_release: Option<ReleaseHook>,
+struct Holding {
+    who: Arc<Who>,
+    since: Instant,
 }
 
 impl fmt::Debug for Admission {
@@ -98,31 +269,50 @@ impl fmt::Debug for Admission {
     }
 }
 
-/// Why a connection was not admitted; its text names the holder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// The message for the ERROR BUSY frame.
-    pub message: String,
+/// A place in the queue; leaving it (drop) lets the next one move up.
+pub(crate) struct Ticket {
+    admission: Arc<Admission>,
+    id: u64,
+    who: Arc<Who>,
+    entered: Instant,
+    done: bool,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut s = self.admission.state.lock();
+            s.queue.retain(|t| *t != self.id);
+            self.admission.changed.notify_all();
+        }
+    }
 }
 
 impl Admission {
-    /// At most `max` users at once (`u32::MAX` for no limit).
-    pub fn new(max: u32, policy: WhenFull, on_release: Option<ReleaseHook>) -> Self {
+    pub fn new(
+        max: u32,
+        policy: WhenFull,
+        hold_idle: Option<Duration>,
+        on_release: Option<ReleaseHook>,
+    ) -> Self {
         Self {
             max: max.max(1),
             policy,
+            hold_idle,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             on_release,
         }
     }
 
-    /// The policy beyond the limit.
     pub fn policy(&self) -> WhenFull {
         self.policy
     }
 
-    /// Active, max and waiting, right now.
+    pub fn hold_idle(&self) -> Option<Duration> {
+        self.hold_idle
+    }
+
     pub fn status(&self) -> Status {
         let s = self.state.lock();
         Status {
@@ -136,21 +326,20 @@ impl Admission {
         s.holders.len() as u64 + u64::from(s.releasing) >= u64::from(self.max)
     }
 
-    /// Takes a permit if one is free and nobody is queued, else refuses.
-    pub fn try_acquire(self: &Arc<Self>, peer: Option<SocketAddr>) -> Result<Permit, Refusal> {
+    /// Takes a slot now if one is free and nobody waits for it.
+    pub fn try_acquire(self: &Arc<Self>, who: &Arc<Who>) -> Result<(), Refusal> {
         let mut s = self.state.lock();
         if self.full(&s) || !s.queue.is_empty() {
-            return Err(self.refusal(&s, None, None));
+            return Err(self.refusal(&s, who, None, None));
         }
         let ticket = s.next_ticket;
         s.next_ticket += 1;
-        Ok(self.admit(&mut s, ticket, peer))
+        self.admit(&mut s, ticket, who);
+        Ok(())
     }
 
-    /// Joins the FIFO queue now; [`Admission::wait`] later waits for the
-    /// turn. Taking the ticket at accept time makes arrival order the
-    /// admission order, whatever the threads do next.
-    pub fn enter(self: &Arc<Self>, peer: Option<SocketAddr>) -> Ticket {
+    /// Joins the queue at the back.
+    pub fn enter(self: &Arc<Self>, who: &Arc<Who>) -> Ticket {
         let mut s = self.state.lock();
         let id = s.next_ticket;
         s.next_ticket += 1;
@@ -158,121 +347,237 @@ impl Admission {
         Ticket {
             admission: Arc::clone(self),
             id,
-            peer,
+            who: Arc::clone(who),
             entered: Instant::now(),
             done: false,
         }
     }
 
-    /// Waits in the FIFO queue for up to `max_wait`, giving up early when
-    /// `abandoned()` turns true (the connection went away; call
-    /// [`Admission::wake_all`] to make waiters look).
-    pub fn acquire(
-        self: &Arc<Self>,
-        peer: Option<SocketAddr>,
-        max_wait: Duration,
-        abandoned: &dyn Fn() -> bool,
-    ) -> Result<Permit, Refusal> {
-        self.wait(self.enter(peer), max_wait, abandoned)
+    /// Whether `ticket` may take a slot now: one is free for it and for
+    /// every older ticket still queued.
+    fn turn_has_come(&self, s: &State, ticket: u64) -> bool {
+        let ahead = s.queue.iter().position(|t| *t == ticket).unwrap_or(0);
+        let taken = s.holders.len() as u64 + u64::from(s.releasing);
+        taken + (ahead as u64) < u64::from(self.max)
     }
 
-    /// Waits for `ticket`'s turn, up to `max_wait` from when it was taken.
+    /// Waits (at most `max_wait` from entering) for the ticket's turn.
+    /// `abandoned` is asked on every wake-up ([`Admission::wake_all`]).
+    /// While it waits, holds that lapsed are ended.
     pub fn wait(
         self: &Arc<Self>,
         mut ticket: Ticket,
         max_wait: Duration,
         abandoned: &dyn Fn() -> bool,
-    ) -> Result<Permit, Refusal> {
+    ) -> Result<(), Refusal> {
         let deadline = ticket.entered + max_wait;
-        let mut s = self.state.lock();
         loop {
-            // Everyone ahead keeps a slot: a place behind them is served
-            // only from what is left (so a connection that took its place
-            // but has not asked yet never blocks a server with room).
-            let ahead = s.queue.iter().position(|t| *t == ticket.id).unwrap_or(0);
-            let taken = s.holders.len() as u64 + u64::from(s.releasing);
-            if taken + (ahead as u64) < u64::from(self.max) {
+            self.lapse_idle();
+            let mut s = self.state.lock();
+            if self.turn_has_come(&s, ticket.id) {
                 s.queue.retain(|t| *t != ticket.id);
                 ticket.done = true;
-                let permit = self.admit(&mut s, ticket.id, ticket.peer);
+                self.admit(&mut s, ticket.id, &ticket.who);
                 // The next in line may also fit (max > 1).
                 self.changed.notify_all();
-                return Ok(permit);
+                return Ok(());
             }
             let gone = abandoned();
             if gone || Instant::now() >= deadline {
                 let position = s.queue.iter().position(|t| *t == ticket.id);
-                let refusal = self.refusal(&s, position, (!gone).then_some(max_wait));
+                let waited = (!gone).then_some(max_wait);
+                let refusal = self.refusal(&s, &ticket.who, position, waited);
                 s.queue.retain(|t| *t != ticket.id);
                 ticket.done = true;
                 self.changed.notify_all();
                 return Err(refusal);
             }
-            self.changed.wait_until(&mut s, deadline);
+            let wake = self.next_lapse(&s).map_or(deadline, |at| at.min(deadline));
+            self.changed.wait_until(&mut s, wake);
         }
     }
 
-    /// Admits `ticket` now if its turn has come and a slot is free;
-    /// otherwise gives it back (still queued).
-    pub fn try_admit(self: &Arc<Self>, mut ticket: Ticket) -> Result<Permit, Ticket> {
-        let mut s = self.state.lock();
-        let ahead = s.queue.iter().position(|t| *t == ticket.id).unwrap_or(0);
-        let taken = s.holders.len() as u64 + u64::from(s.releasing);
-        if taken + (ahead as u64) < u64::from(self.max) {
-            s.queue.retain(|t| *t != ticket.id);
-            ticket.done = true;
-            let permit = self.admit(&mut s, ticket.id, ticket.peer);
-            self.changed.notify_all();
-            return Ok(permit);
-        }
-        drop(s);
-        Err(ticket)
-    }
-
-    /// Wakes every waiter so it re-checks whether its connection is gone.
+    /// Wakes every waiter so it checks again whether it was abandoned.
     pub fn wake_all(&self) {
         let _s = self.state.lock();
         self.changed.notify_all();
     }
 
-    fn admit(self: &Arc<Self>, s: &mut State, ticket: u64, peer: Option<SocketAddr>) -> Permit {
-        s.holders.push(Holder {
-            ticket,
-            peer,
+    fn admit(&self, s: &mut State, ticket: u64, who: &Arc<Who>) {
+        {
+            let mut u = who.usage.lock();
+            u.ticket = Some(ticket);
+            u.last_used = Some(Instant::now());
+            u.note = None;
+            u.pending_force = false;
+        }
+        s.holders.push(Holding {
+            who: Arc::clone(who),
             since: Instant::now(),
         });
-        Permit {
-            admission: Arc::clone(self),
-            ticket,
+    }
+
+    /// Ends `who`'s hold, if it has one: the slot stays taken while the
+    /// release hook runs, then the next waiter may take it. `note` is what
+    /// later messages to that connection say about it.
+    pub fn release(&self, who: &Who, reason: ReleaseReason) -> bool {
+        let holding = {
+            let mut s = self.state.lock();
+            let Some(i) = s.holders.iter().position(|h| h.who.conn_id == who.conn_id) else {
+                return false;
+            };
+            let h = s.holders.swap_remove(i);
+            {
+                let mut u = who.usage.lock();
+                u.ticket = None;
+                u.note = match reason {
+                    ReleaseReason::Lapsed => Some(format!(
+                        "this connection's hold lapsed after {:.0} s without a call needing the device",
+                        self.hold_idle.unwrap_or_default().as_secs_f64()
+                    )),
+                    ReleaseReason::Forced => {
+                        Some("the server's administrator released this connection's hold".into())
+                    }
+                    _ => None,
+                };
+            }
+            if self.on_release.is_some() {
+                s.releasing += 1;
+            }
+            h
+        };
+        if let Some(hook) = &self.on_release {
+            let info = Released {
+                peer: holding.who.addr,
+                name: holding.who.label(),
+                held_for: holding.since.elapsed(),
+                reason,
+            };
+            // The slot stays taken until the hook has run, even if it panics.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&info)));
+            self.state.lock().releasing -= 1;
+        }
+        let _s = self.state.lock();
+        self.changed.notify_all();
+        true
+    }
+
+    /// When the first hold will lapse, if holds lapse.
+    fn next_lapse(&self, s: &State) -> Option<Instant> {
+        let idle = self.hold_idle?;
+        s.holders
+            .iter()
+            .filter_map(|h| {
+                let u = h.who.usage.lock();
+                (u.running == 0).then(|| u.last_used.unwrap_or(h.since) + idle)
+            })
+            .min()
+    }
+
+    /// Ends every hold whose connection has made no call needing the
+    /// device for `hold_idle` (none runs now).
+    pub fn lapse_idle(&self) {
+        let Some(idle) = self.hold_idle else {
+            return;
+        };
+        let lapsed: Vec<Arc<Who>> = {
+            let s = self.state.lock();
+            s.holders
+                .iter()
+                .filter(|h| {
+                    let u = h.who.usage.lock();
+                    u.running == 0 && u.last_used.unwrap_or(h.since).elapsed() >= idle
+                })
+                .map(|h| Arc::clone(&h.who))
+                .collect()
+        };
+        for who in lapsed {
+            // Checked again: a call may have started meanwhile.
+            let still_idle = {
+                let u = who.usage.lock();
+                u.running == 0 && u.last_used.is_some_and(|t| t.elapsed() >= idle)
+            };
+            if still_idle {
+                self.release(&who, ReleaseReason::Lapsed);
+            }
         }
     }
 
-    /// Where the holder of queue place `ticket` stands, in words: the
-    /// holders (peer, for how long) and the place in the queue. What the
-    /// `queue` built-in command answers to a waiting connection.
-    pub fn describe(&self, ticket: u64) -> String {
+    /// The administrator ends connection `conn_id`'s hold: now, or when
+    /// its call that needs the device ends. False if it holds none.
+    pub fn force(&self, conn_id: u64) -> bool {
+        let who = {
+            let s = self.state.lock();
+            match s.holders.iter().find(|h| h.who.conn_id == conn_id) {
+                Some(h) => Arc::clone(&h.who),
+                None => return false,
+            }
+        };
+        {
+            let mut u = who.usage.lock();
+            if u.running > 0 {
+                u.pending_force = true;
+                return true;
+            }
+        }
+        self.release(&who, ReleaseReason::Forced);
+        true
+    }
+
+    pub fn holders(&self) -> Vec<Holder> {
         let s = self.state.lock();
-        if s.holders.iter().any(|h| h.ticket == ticket) {
+        let waiting = s.queue.len() as u32;
+        s.holders
+            .iter()
+            .map(|h| {
+                let u = h.who.usage.lock();
+                let idle_for = if u.running > 0 {
+                    Duration::ZERO
+                } else {
+                    u.last_used.unwrap_or(h.since).elapsed()
+                };
+                Holder {
+                    conn_id: h.who.conn_id,
+                    name: h.who.name(),
+                    addr: h.who.addr,
+                    held_for: h.since.elapsed(),
+                    idle_for,
+                    waiting_behind: waiting,
+                }
+            })
+            .collect()
+    }
+
+    /// Where `who` stands, in words (the `queue` built-in).
+    pub fn describe(&self, who: &Who, ticket: Option<u64>) -> String {
+        if who.holding() {
             return "admitted".into();
         }
-        let position = s.queue.iter().position(|t| *t == ticket);
-        let mut text = self.refusal(&s, position, None).message;
+        let s = self.state.lock();
+        let position = ticket.and_then(|t| s.queue.iter().position(|q| *q == t));
+        let mut text = self.refusal(&s, who, position, None).message;
         if position.is_some() {
             text = text
-                .replacen("busy: ", "waiting for admission: ", 1)
+                .replacen("busy: ", "waiting for the device: ", 1)
                 .replace("; was number", "; number");
+        } else {
+            text = text.replacen("busy: ", "not waiting: ", 1);
         }
         text
     }
 
-    fn refusal(&self, s: &State, position: Option<usize>, waited: Option<Duration>) -> Refusal {
+    fn refusal(
+        &self,
+        s: &State,
+        who: &Who,
+        position: Option<usize>,
+        waited: Option<Duration>,
+    ) -> Refusal {
         let mut message = format!("busy: {} of {} users active", s.holders.len(), self.max);
         for h in s.holders.iter().take(4) {
-            let who = h
-                .peer
-                .map_or_else(|| "unknown peer".into(), |p| p.to_string());
             message.push_str(&format!(
-                "; held by {who} for {:.1}s",
+                "; held by {} for {:.1}s",
+                h.who.name(),
                 h.since.elapsed().as_secs_f64()
             ));
         }
@@ -288,93 +593,17 @@ impl Admission {
         } else if !s.queue.is_empty() {
             message.push_str(&format!("; {} waiting", s.queue.len()));
         }
+        if let Some(note) = who.note() {
+            message.push_str("; ");
+            message.push_str(&note);
+        }
         Refusal { message }
     }
-
-    fn release(&self, ticket: u64) {
-        let held = {
-            let mut s = self.state.lock();
-            let Some(i) = s.holders.iter().position(|h| h.ticket == ticket) else {
-                return;
-            };
-            let h = s.holders.swap_remove(i);
-            if self.on_release.is_some() {
-                s.releasing += 1;
-            }
-            h
-        };
-        if let Some(hook) = &self.on_release {
-            let info = Released {
-                peer: held.peer,
-                held_for: held.since.elapsed(),
-            };
-            // The slot stays taken until the hook has run, even if it panics.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&info)));
-            self.state.lock().releasing -= 1;
-        }
-        let _s = self.state.lock();
-        self.changed.notify_all();
-    }
-}
-
-/// A place in the admission queue, taken when a connection arrives.
-/// Dropping it unused leaves the queue.
-pub struct Ticket {
-    admission: Arc<Admission>,
-    id: u64,
-    peer: Option<SocketAddr>,
-    entered: Instant,
-    done: bool,
 }
 
 impl Ticket {
-    /// The ticket's number (admission order).
     pub fn id(&self) -> u64 {
         self.id
-    }
-}
-
-impl fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ticket").field("id", &self.id).finish()
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.done {
-            let mut s = self.admission.state.lock();
-            s.queue.retain(|t| *t != self.id);
-            self.admission.changed.notify_all();
-        }
-    }
-}
-
-/// One admitted user. Dropping it gives the slot back (after the
-/// `on_release` hook has run).
-pub struct Permit {
-    admission: Arc<Admission>,
-    ticket: u64,
-}
-
-impl fmt::Debug for Permit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("ticket", &self.ticket)
-            .finish()
-    }
-}
-
-impl Permit {
-    /// The number of the queue place this permit was taken with.
-    pub fn ticket(&self) -> u64 {
-        self.ticket
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.admission.release(self.ticket);
     }
 }
 
@@ -382,10 +611,15 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
+    fn who(id: u64) -> Arc<Who> {
+        Who::new(id, None)
+    }
+
     #[test]
-    fn refuse_when_full_and_release_on_drop() {
-        let a = Arc::new(Admission::new(1, WhenFull::Refuse, None));
-        let p = a.try_acquire(None).unwrap();
+    fn refuse_when_full_and_release() {
+        let a = Arc::new(Admission::new(1, WhenFull::Refuse, None, None));
+        let (w1, w2) = (who(1), who(2));
+        a.try_acquire(&w1).unwrap();
         assert_eq!(
             a.status(),
             Status {
@@ -394,43 +628,50 @@ mod tests {
                 waiting: 0
             }
         );
-        assert!(a.try_acquire(None).unwrap_err().message.contains("1 of 1"));
-        drop(p);
+        assert!(a.try_acquire(&w2).unwrap_err().message.contains("1 of 1"));
+        assert!(a.release(&w1, ReleaseReason::Released));
+        assert!(!a.release(&w1, ReleaseReason::Released), "released twice");
         assert_eq!(a.status().active, 0);
-        assert!(a.try_acquire(None).is_ok());
+        assert!(a.try_acquire(&w2).is_ok());
     }
 
     #[test]
     fn queued_waiter_times_out_with_position() {
-        let a = Arc::new(Admission::new(1, WhenFull::default(), None));
-        let _p = a.try_acquire(None).unwrap();
+        let a = Arc::new(Admission::new(1, WhenFull::default(), None, None));
+        a.try_acquire(&who(1)).unwrap();
+        let w = who(2);
         let r = a
-            .acquire(None, Duration::from_millis(20), &|| false)
+            .wait(a.enter(&w), Duration::from_millis(20), &|| false)
             .unwrap_err();
         assert!(r.message.contains("number 1 of 1"), "{}", r.message);
         assert_eq!(a.status().waiting, 0);
     }
 
     #[test]
-    fn an_older_place_that_has_not_asked_blocks_only_when_room_is_short() {
-        let roomy = Arc::new(Admission::new(2, WhenFull::default(), None));
-        let _silent = roomy.enter(None);
-        let later = roomy.enter(None);
-        assert!(roomy
-            .wait(later, Duration::from_millis(10), &|| false)
-            .is_ok());
+    fn a_hold_lapses_and_says_so() {
+        let a = Arc::new(Admission::new(
+            1,
+            WhenFull::default(),
+            Some(Duration::from_millis(30)),
+            None,
+        ));
+        let (w1, w2) = (who(1), who(2));
+        a.try_acquire(&w1).unwrap();
+        a.wait(a.enter(&w2), Duration::from_secs(5), &|| false)
+            .unwrap();
+        assert!(!w1.holding() && w2.holding());
+        assert!(w1.note().unwrap().contains("lapsed"), "{:?}", w1.note());
+    }
 
-        let tight = Arc::new(Admission::new(1, WhenFull::default(), None));
-        let silent = tight.enter(None);
-        let later = tight.enter(None);
-        assert!(tight
-            .wait(later, Duration::from_millis(10), &|| false)
-            .is_err());
-        drop(silent);
-        let later = tight.enter(None);
-        assert!(tight
-            .wait(later, Duration::from_millis(10), &|| false)
-            .is_ok());
+    #[test]
+    fn labels_are_checked() {
+        let w = who(1);
+        assert!(w.set_label(b"scan@bench-3").is_ok());
+        assert_eq!(w.name(), "scan@bench-3 (unknown peer)");
+        assert!(w.set_label(b"").is_err());
+        assert!(w.set_label(&[b'a'; 65]).is_err());
+        assert!(w.set_label(b"bad\nname").is_err());
+        assert!(w.set_label(&[0xff, 0xfe]).is_err());
     }
 
     #[test]
@@ -438,8 +679,10 @@ mod tests {
         let seen = Arc::new(Mutex::new(0));
         let s2 = Arc::clone(&seen);
         let hook: ReleaseHook = Arc::new(move |_| *s2.lock() += 1);
-        let a = Arc::new(Admission::new(1, WhenFull::Refuse, Some(hook)));
-        drop(a.try_acquire(None).unwrap());
+        let a = Arc::new(Admission::new(1, WhenFull::Refuse, None, Some(hook)));
+        let w = who(1);
+        a.try_acquire(&w).unwrap();
+        a.release(&w, ReleaseReason::Closed);
         assert_eq!(*seen.lock(), 1);
         assert_eq!(a.status().active, 0);
     }

@@ -36,7 +36,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
-pub mod admission;
+mod admission;
 mod client;
 pub mod codec;
 mod command;
@@ -57,7 +57,7 @@ mod worker;
 #[cfg(feature = "ws")]
 mod ws;
 
-pub use admission::{Released, Status, WhenFull};
+pub use admission::{Holder, ReleaseReason, Released, Status, WhenFull};
 pub use client::{decode_list, Client, ClientBuilder, Outage, Reconnect};
 pub use command::{Command, CommandInfo, Spec};
 pub use error::{DecodeError, Error, ErrorCode, HandlerError, Mismatch, ProtocolError, Side};
@@ -81,4 +81,15 @@ pub mod reserved {
     /// `queue`: where this connection stands, in words (UTF-8): admitted,
     /// or its place in the queue and who holds the device for how long.
     pub const QUEUE: u16 = 0xFF04;
+    /// `acquire`: `u32` longest wait in ms; empty reply once the device is
+    /// held, BUSY when the wait runs out.
+    pub const ACQUIRE: u16 = 0xFF05;
+    /// `release`: the device goes back now; empty reply.
+    pub const RELEASE: u16 = 0xFF06;
+    /// `identify`: a UTF-8 label (1 to 64 printable bytes) that names the
+    /// connection in messages; empty reply.
+    pub const IDENTIFY: u16 = 0xFF07;
+    /// `shared`: `u16 count`, then the `u16` ids of the commands that run
+    /// without the device.
+    pub const SHARED: u16 = 0xFF08;
 }

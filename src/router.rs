@@ -27,6 +27,8 @@ type TailHandler = Arc<
 struct Entry {
     info: CommandInfo,
     handler: TailHandler,
+    /// Runs without the device (an observer's read), for any connection.
+    shared: bool,
 }
 
 /// A table of command handlers, shared by every connection of a server.
@@ -143,6 +145,72 @@ impl Router {
         )
     }
 
+    /// Adds a *shared* handler: it runs without the device, for any
+    /// connection, also while another one holds it (an observer reading a
+    /// position). Calling it never makes a connection a user of a server
+    /// with `max_users`. Shared commands are listed by the `shared`
+    /// built-in ([`Client::shared_commands`](crate::Client::shared_commands)).
+    ///
+    /// ```
+    /// use framerpc::codec::{F64, UNIT};
+    /// use framerpc::{Command, Router, Server};
+    /// const POSITION: Command<(), f64> = Command::new(2, "position", &UNIT, &F64);
+    /// const MOVE_TO: Command<f64, f64> = Command::new(1, "move_to", &F64, &F64);
+    /// let router = Router::new()
+    ///     .handle(&MOVE_TO, |x| Ok(x))          // needs the device
+    ///     .handle_shared(&POSITION, |()| Ok(0.0)); // anyone may read
+    /// let server = Server::builder().max_users(1).bind("127.0.0.1:0", router)?;
+    /// # Ok::<(), framerpc::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If a command with the same id or name is already registered.
+    #[must_use]
+    pub fn handle_shared<Req: 'static, Resp: 'static>(
+        self,
+        cmd: &Command<Req, Resp>,
+        f: impl Fn(Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        self.handle_shared_with(cmd, move |_, req| f(req))
+    }
+
+    /// [`Router::handle_shared`] with the [`Ctx`].
+    ///
+    /// # Panics
+    /// If a command with the same id or name is already registered.
+    #[must_use]
+    pub fn handle_shared_with<Req: 'static, Resp: 'static>(
+        self,
+        cmd: &Command<Req, Resp>,
+        f: impl Fn(&Ctx<'_>, Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        let id = cmd.id();
+        let mut r = self.handle_with(cmd, f);
+        if let Some(e) = r.entries.get_mut(&id) {
+            e.shared = true;
+        }
+        r
+    }
+
+    /// Marks already registered commands as shared (see
+    /// [`Router::handle_shared`]); for handlers added by other means, such
+    /// as the dynamic layer's.
+    ///
+    /// # Panics
+    /// If `id` is not registered.
+    #[must_use]
+    pub fn shared(mut self, id: u16) -> Self {
+        match self.entries.get_mut(&id) {
+            Some(e) => e.shared = true,
+            None => panic!("command id {id} is not registered"),
+        }
+        self
+    }
+
+    pub(crate) fn is_shared(&self, id: u16) -> bool {
+        self.entries.get(&id).is_some_and(|e| e.shared)
+    }
+
     fn insert(mut self, info: CommandInfo, handler: TailHandler) -> Result<Self, Error> {
         if let Some(e) = self.entries.get(&info.id) {
             return Err(Error::Config(
@@ -162,7 +230,14 @@ impl Router {
                 .into(),
             ));
         }
-        self.entries.insert(info.id, Entry { info, handler });
+        self.entries.insert(
+            info.id,
+            Entry {
+                info,
+                handler,
+                shared: false,
+            },
+        );
         Ok(self)
     }
 
@@ -277,6 +352,34 @@ pub(crate) mod builtin {
     pub const PING: u16 = 0xFF02;
     pub const STATUS: u16 = 0xFF03;
     pub const QUEUE: u16 = 0xFF04;
+    pub const ACQUIRE: u16 = 0xFF05;
+    pub const RELEASE: u16 = 0xFF06;
+    pub const IDENTIFY: u16 = 0xFF07;
+    pub const SHARED: u16 = 0xFF08;
+
+    /// Built-ins the reader answers at once (`release` too, when nothing
+    /// of its connection runs or waits; otherwise it takes its turn).
+    pub fn answered_by_reader(cmd: u16) -> bool {
+        matches!(
+            cmd,
+            AUTH | LIST | PING | STATUS | QUEUE | ACQUIRE | IDENTIFY | SHARED
+        )
+    }
+
+    /// `u16 count`, then the `u16` id of each shared command.
+    pub fn encode_shared(router: Option<&Router>, b: &mut BytesMut) {
+        let ids: Vec<u16> = router.map_or_else(Vec::new, |r| {
+            r.entries
+                .values()
+                .filter(|e| e.shared)
+                .map(|e| e.info.id)
+                .collect()
+        });
+        b.put_u16_le(ids.len() as u16);
+        for id in ids {
+            b.put_u16_le(id);
+        }
+    }
 
     fn put_str(b: &mut BytesMut, s: &str) {
         b.put_u32_le(s.len() as u32);

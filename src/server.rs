@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 
-use crate::admission::{Admission, ReleaseHook, Released, Status, Ticket, WhenFull};
+use crate::admission::{Admission, Holder, ReleaseHook, Released, Status, WhenFull};
 use crate::command::Command;
 use crate::conn::{Conn, FrameRead, FrameWrite, Helpers, Role, Services, DEFAULT_GRACE};
 use crate::error::Error;
@@ -31,6 +31,7 @@ pub struct ServerBuilder {
     pub(crate) limits: Limits,
     max_users: u32,
     when_full: WhenFull,
+    hold_idle: Option<Duration>,
     on_release: Option<ReleaseHook>,
     state: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) token: Option<Arc<[u8]>>,
@@ -62,6 +63,7 @@ impl Default for ServerBuilder {
             limits: Limits::default(),
             max_users: u32::MAX,
             when_full: WhenFull::default(),
+            hold_idle: None,
             on_release: None,
             state: None,
             token: None,
@@ -96,8 +98,29 @@ impl ServerBuilder {
         self
     }
 
-    /// Runs every time a user's permit comes back, whatever the reason,
-    /// before the next user is admitted: stop the motor here.
+    /// Lets a hold lapse after `idle` without a call that needs the device
+    /// (default: off, a hold lasts until `release` or the connection ends).
+    /// The lapsed connection stays open; `on_release` runs, the next waiter
+    /// is admitted, and the lapsed connection's next such call queues again
+    /// at the back, told that its hold lapsed. Checked when someone waits
+    /// (at once) and on the holder's quiet read ticks (within a second).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use framerpc::Server;
+    /// let builder = Server::builder()
+    ///     .max_users(1)
+    ///     .hold_idle(Duration::from_secs(120)); // the operator walked away
+    /// # let _ = builder;
+    /// ```
+    pub fn hold_idle(mut self, idle: Duration) -> Self {
+        self.hold_idle = Some(idle);
+        self
+    }
+
+    /// Runs every time a hold ends, whatever the reason (close, `release`,
+    /// lapse, the administrator), before the next user is admitted: stop
+    /// the motor here.
     pub fn on_release(mut self, hook: impl Fn(&Released) + Send + Sync + 'static) -> Self {
         self.on_release = Some(Arc::new(hook));
         self
@@ -158,6 +181,7 @@ impl ServerBuilder {
         let admission = Arc::new(Admission::new(
             self.max_users,
             self.when_full,
+            self.hold_idle,
             self.on_release.clone(),
         ));
         let watch = Arc::new(Watch::default());
@@ -202,7 +226,6 @@ impl ServerBuilder {
 struct Live {
     conn: Option<Arc<Conn>>,
     done: Receiver<()>,
-    ticket: Option<Ticket>,
 }
 
 pub(crate) struct Shared {
@@ -284,6 +307,11 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// Who holds the device now (see [`ServerHandle::holders`]).
+    pub fn holders(&self) -> Vec<Holder> {
+        self.shared.holders()
+    }
+
     /// Connections open right now.
     pub fn connection_count(&self) -> usize {
         self.shared.conns.lock().len()
@@ -361,6 +389,37 @@ impl ServerHandle {
         self.0.broadcast(cmd, req)
     }
 
+    /// Who holds the device now: name, address, held for, idle for, and
+    /// how many wait behind.
+    pub fn holders(&self) -> Vec<Holder> {
+        self.0.holders()
+    }
+
+    /// Forces connection `conn_id` (see [`Holder::conn_id`]) to give the
+    /// device back: at once, or when its call that needs the device ends.
+    /// `on_release` runs and the next waiter is admitted; the connection
+    /// stays open, and its next call that needs the device queues again,
+    /// told that the server released it. False if it holds nothing.
+    ///
+    /// ```
+    /// # use framerpc::{Router, Server};
+    /// let server = Server::builder().max_users(1).bind("127.0.0.1:0", Router::new())?;
+    /// let admin = server.handle();
+    /// for h in admin.holders() {
+    ///     if h.idle_for > std::time::Duration::from_secs(600) {
+    ///         admin.release(h.conn_id);
+    ///     }
+    /// }
+    /// # Ok::<(), framerpc::Error>(())
+    /// ```
+    pub fn release(&self, conn_id: u64) -> bool {
+        self.0
+            .services
+            .admission
+            .as_ref()
+            .is_some_and(|a| a.force(conn_id))
+    }
+
     /// Shuts the server down as [`Server::shutdown`] does (the accept
     /// thread is joined when the `Server` is dropped).
     pub fn shutdown(&self) -> bool {
@@ -377,6 +436,14 @@ impl Shared {
             .filter(|c| !c.is_closed())
             .map(Peer::from_conn)
             .collect()
+    }
+
+    fn holders(&self) -> Vec<Holder> {
+        self.services
+            .admission
+            .as_ref()
+            .map(|a| a.holders())
+            .unwrap_or_default()
     }
 
     fn broadcast<Req, Resp>(&self, cmd: &Command<Req, Resp>, req: &Req) -> usize {
@@ -453,21 +520,13 @@ impl Shared {
         }
     }
 
-    fn register(&self, id: u64, done: Receiver<()>, ticket: Option<Ticket>) {
-        self.conns.lock().insert(
-            id,
-            Live {
-                conn: None,
-                done,
-                ticket,
-            },
-        );
+    fn register(&self, id: u64, done: Receiver<()>) {
+        self.conns.lock().insert(id, Live { conn: None, done });
     }
 
     fn attach(&self, id: u64, conn: &Arc<Conn>) {
         if let Some(l) = self.conns.lock().get_mut(&id) {
             l.conn = Some(Arc::clone(conn));
-            *conn.seat.ticket.lock() = l.ticket.take();
         }
         if self.stop.load(Ordering::Acquire) {
             conn.shutting_down.store(true, Ordering::Relaxed);
@@ -500,11 +559,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         }
         let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = bounded::<()>(0);
-        // The queue place is taken here, in arrival order.
-        let ticket = shared.services.admission.as_ref().and_then(|a| {
-            matches!(a.policy(), WhenFull::Queue { .. }).then(|| a.enter(stream.peer_addr().ok()))
-        });
-        shared.register(id, done_rx, ticket);
+        shared.register(id, done_rx);
         let s = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name(format!("framerpc-conn-{id}"))
@@ -639,8 +694,7 @@ pub(crate) fn run_conn(
     // returned. Then the permit goes back.
     conn.inbox.wait_idle();
     router.disconnected(conn.id);
-    drop(conn.seat.permit.lock().take());
-    drop(conn.seat.ticket.lock().take());
+    conn.leave_seat();
     if let Some(hook) = &shared.config.on_disconnect {
         let peer = Peer::from_conn(conn);
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&peer)));

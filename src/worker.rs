@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::admission::WhenFull;
+use crate::admission::ReleaseReason;
 use crate::conn::{Conn, Incoming, Role, Step};
 use crate::error::{Error, ErrorCode};
 use crate::frame::{finish_frame_with_tail, start_frame, Kind};
-use crate::router::{Ctx, Router};
+use crate::router::{builtin, Ctx, Router};
 
 /// Keep at most this much reply buffer between calls.
 const KEEP_BUF: usize = 1 << 20;
@@ -28,30 +28,22 @@ pub(crate) enum Part {
     Spare,
 }
 
-/// Before a server connection's calls may run: the `on_connect` hook, then
-/// an admission permit. Done at once when nothing waits; otherwise on a
-/// spare thread, so the connection is read (ping, status, queue) while it
-/// waits.
+/// Before a server connection's calls may run: the `on_connect` hook, on
+/// a spare thread, so the connection is read (ping, status) while it runs.
 pub(crate) fn start(
     conn: &Arc<Conn>,
     on_connect: Option<impl FnOnce(&Arc<Conn>) + Send + 'static>,
 ) {
-    if on_connect.is_none() && admit_now(conn) {
+    let Some(hook) = on_connect else {
         return;
-    }
+    };
     let c = Arc::clone(conn);
     conn.inbox.guest(true);
     let spawned = conn.services.helpers.as_ref().is_some_and(|h| {
         h.pool.run(move || {
-            if let Some(hook) = on_connect {
-                hook(&c);
-                c.started();
-            }
-            if admit_now(&c) || wait_for_permit(&c) {
-                spare(c);
-            } else {
-                c.inbox.guest(false);
-            }
+            hook(&c);
+            c.started();
+            spare(c);
         })
     });
     if !spawned {
@@ -60,67 +52,6 @@ pub(crate) fn start(
     }
 }
 
-/// Takes a permit if one is free now (always, without a user limit).
-/// False when the connection must wait in the queue.
-fn admit_now(conn: &Arc<Conn>) -> bool {
-    let Some(adm) = &conn.services.admission else {
-        return true;
-    };
-    if adm.policy() == WhenFull::Refuse {
-        return true; // admitted by its first call that finds a slot
-    }
-    let ticket = conn
-        .seat
-        .ticket
-        .lock()
-        .take()
-        .unwrap_or_else(|| adm.enter(conn.peer));
-    conn.seat.place.store(ticket.id() + 1, Ordering::Release);
-    match adm.try_admit(ticket) {
-        Ok(p) => {
-            *conn.seat.permit.lock() = Some(p);
-            conn.inbox.admit();
-            true
-        }
-        Err(ticket) => {
-            *conn.seat.ticket.lock() = Some(ticket);
-            false
-        }
-    }
-}
-
-/// Waits in the admission queue; on a refusal answers what is queued with
-/// BUSY and closes the connection. True once admitted.
-fn wait_for_permit(conn: &Arc<Conn>) -> bool {
-    let Some(adm) = &conn.services.admission else {
-        return true;
-    };
-    let WhenFull::Queue { max_wait } = adm.policy() else {
-        return true;
-    };
-    let Some(ticket) = conn.seat.ticket.lock().take() else {
-        return true;
-    };
-    match adm.wait(ticket, max_wait, &|| conn.is_closed()) {
-        Ok(p) => {
-            *conn.seat.permit.lock() = Some(p);
-            conn.inbox.admit();
-            true
-        }
-        Err(refusal) => {
-            // Answer what is queued, then let the connection go.
-            conn.inbox.close();
-            for inc in conn.inbox.drain() {
-                refuse(conn, &inc, ErrorCode::BUSY, &refusal.message);
-            }
-            conn.close();
-            false
-        }
-    }
-}
-
-/// A spare thread's job for a connection: read and run its calls until
-/// it is quiet again.
 /// Counted as a guest of the connection (see [`Conn::spawn_helper`]).
 pub(crate) fn spare(conn: Arc<Conn>) {
     if let Some(router) = conn.services.router.clone() {
@@ -177,9 +108,13 @@ pub(crate) fn serve(conn: &Arc<Conn>, router: &Router, mut role: Option<Role>, p
 
 /// Runs one call (already counted as running) and marks it done.
 fn run(conn: &Arc<Conn>, router: &Router, item: Incoming, out: &mut BytesMut) {
+    let needs_device = item.needs_device;
     conn.mark_running(true);
     handle_one(conn, router, item, out);
     conn.mark_running(false);
+    if needs_device {
+        conn.device_call_done();
+    }
     conn.inbox.done();
     if out.capacity() > KEEP_BUF {
         *out = BytesMut::new();
@@ -209,6 +144,15 @@ fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesM
         return;
     }
     if conn.is_closed() {
+        return;
+    }
+    if h.cmd == builtin::RELEASE {
+        // `release` in its turn behind this connection's calls.
+        conn.release_device(ReleaseReason::Released);
+        if answer {
+            let _ = conn.send_with(Kind::Reply, h.cmd, h.id, |_| {});
+            conn.call_done(h.id);
+        }
         return;
     }
     let ctx = Ctx { conn, header: h };

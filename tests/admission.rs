@@ -78,33 +78,28 @@ fn queue(secs: u64) -> WhenFull {
 fn eight_clients_race_for_one_permit_in_arrival_order() {
     let (srv, dev) = device_server(1, queue(30), Limits::default());
     let mut conn_ids = Vec::new();
-    let mut clients = Vec::new();
-    for _ in 0..8 {
+    let mut threads = Vec::new();
+    for n in 0..8u32 {
         let c = Client::builder()
             .timeout(Duration::from_secs(30))
             .connect(srv.addr())
             .unwrap();
-        // Wait until the server has queued this connection before the next
-        // one arrives, so arrival order is well defined.
-        let n = clients.len() as u32;
+        // A connection joins the queue with its first call that needs the
+        // device: wait until the server has queued this one before the
+        // next one asks, so arrival order is well defined.
+        let probe = c.clone();
+        threads.push(std::thread::spawn(move || {
+            let me = c.call(&USE, &()).unwrap();
+            for _ in 0..5 {
+                assert_eq!(c.call(&USE, &()).unwrap(), me);
+            }
+            me
+        }));
         eventually("queued", || {
-            let s = c.status().unwrap();
-            s.active + s.waiting == n + 1
+            let s = probe.status().unwrap();
+            s.active + s.waiting == n + 1 || dev.releases.load(Ordering::SeqCst) > 0
         });
-        clients.push(c);
     }
-    let threads: Vec<_> = clients
-        .into_iter()
-        .map(|c| {
-            std::thread::spawn(move || {
-                let me = c.call(&USE, &()).unwrap();
-                for _ in 0..5 {
-                    assert_eq!(c.call(&USE, &()).unwrap(), me);
-                }
-                me
-            })
-        })
-        .collect();
     for t in threads {
         conn_ids.push(t.join().unwrap());
     }
@@ -158,16 +153,20 @@ fn wait_bound_gives_busy_after_the_bound_with_queue_position() {
     let holder = srv.client();
     holder.call(&USE, &()).unwrap();
     let waiter = srv.client();
+    // Not waiting until it asks for the device.
+    assert_eq!(waiter.status().unwrap().waiting, 0);
+    let start = std::time::Instant::now();
+    let w = waiter.clone();
+    let call = std::thread::spawn(move || w.call(&USE, &()));
     eventually("waiting", || {
-        waiter.status().unwrap()
+        holder.status().unwrap()
             == Status {
                 active: 1,
                 max: 1,
                 waiting: 1,
             }
     });
-    let start = std::time::Instant::now();
-    let e = waiter.call(&USE, &()).unwrap_err();
+    let e = call.join().unwrap().unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(e.code(), Some(ErrorCode::BUSY), "{e}");
     let msg = e.remote_message().unwrap();
@@ -175,6 +174,8 @@ fn wait_bound_gives_busy_after_the_bound_with_queue_position() {
         msg.contains("held by") && msg.contains("number 1 of 1") && msg.contains("waiting"),
         "{msg}"
     );
+    // BUSY never closes the connection.
+    assert_eq!(&waiter.ping(b"x").unwrap()[..], b"x");
     assert_eq!(
         holder.status().unwrap(),
         Status {
@@ -208,9 +209,9 @@ fn client_timeout_while_waiting_is_a_clear_timeout() {
         .call_timeout(&SLOW, &200, Duration::from_millis(20))
         .unwrap_err();
     assert!(!e.to_string().contains("server:"), "{e}");
-    // ping and status are still answered while waiting.
+    // A client that gave up keeps no place in the queue.
     assert_eq!(&waiter.ping(b"x").unwrap()[..], b"x");
-    assert_eq!(waiter.status().unwrap().waiting, 1);
+    eventually("left the queue", || waiter.status().unwrap().waiting == 0);
 }
 
 #[test]

@@ -157,6 +157,14 @@ impl Conn {
                     }
                     return Err(Error::Disconnected);
                 }
+                // Where the call stands is asked before the CANCEL: a
+                // connection whose waiting calls are all cancelled leaves
+                // the admission queue.
+                let server = if cmd == builtin::QUEUE {
+                    None
+                } else {
+                    self.queue_state()
+                };
                 let _ = self.send_with(Kind::Cancel, cmd, id, |_| {});
                 Err(Error::Timeout {
                     command: if name.is_empty() {
@@ -166,11 +174,7 @@ impl Conn {
                     },
                     id,
                     after: timeout,
-                    server: if cmd == builtin::QUEUE {
-                        None
-                    } else {
-                        self.queue_state()
-                    },
+                    server,
                 })
             }
         }

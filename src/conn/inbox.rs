@@ -7,23 +7,26 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
+use std::sync::Arc;
+
+use crate::admission::Who;
 use crate::frame::Header;
 
 /// One incoming CALL or NOTIFY.
 pub(crate) struct Incoming {
     pub header: Header,
     pub payload: Bytes,
+    /// It may run only while the connection holds the device.
+    pub needs_device: bool,
 }
 
 /// Whether calls may run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Gate {
     /// The server's `on_connect` hook runs: no call runs before it
-    /// returns. `admitted` records an admission that came meanwhile.
-    Starting { admitted: bool },
-    /// Waiting for an admission permit.
-    Queued,
-    /// Calls run.
+    /// returns.
+    Starting,
+    /// Calls run (those that need the device only while it is held).
     Open,
     /// The connection is over.
     Closed,
@@ -37,13 +40,16 @@ enum Gate {
 /// at once when nothing runs or waits (the common case, no hand-off);
 /// otherwise the call is queued, and the thread that finishes a handler
 /// runs the next. So calls run in arrival order, at most `max_busy` at
-/// once.
+/// once. A call that needs the device waits at the head of the queue
+/// (and so do the calls behind it) until the connection holds the device.
 pub(crate) struct Inbox {
     q: Mutex<State>,
     cv: Condvar,
     max_items: usize,
     max_bytes: usize,
     max_busy: usize,
+    /// The connection, as admission sees it.
+    who: Arc<Who>,
 }
 
 struct State {
@@ -68,23 +74,33 @@ impl State {
     fn may_run(&self, max_busy: usize) -> bool {
         self.gate == Gate::Open && self.busy < max_busy
     }
+
+    /// Whether the call at the head of the queue may start now.
+    fn head_ready(&self, max_busy: usize, who: &Who) -> bool {
+        self.may_run(max_busy)
+            && self
+                .items
+                .front()
+                .is_some_and(|i| !i.needs_device || who.holding())
+    }
+}
+
+/// Counts a call that needs the device as a use of it; false when the
+/// connection does not hold the device (the call must wait).
+fn start(item: &Incoming, who: &Who) -> bool {
+    !item.needs_device || who.begin_use()
 }
 
 impl Inbox {
-    /// `admitted`: calls may run without an admission permit; `hooked`:
-    /// nothing runs until [`Inbox::started`].
+    /// `hooked`: nothing runs until [`Inbox::started`].
     pub fn new(
         max_items: usize,
         max_bytes: usize,
         max_busy: usize,
-        admitted: bool,
         hooked: bool,
+        who: Arc<Who>,
     ) -> Self {
-        let gate = match (hooked, admitted) {
-            (true, admitted) => Gate::Starting { admitted },
-            (false, true) => Gate::Open,
-            (false, false) => Gate::Queued,
-        };
+        let gate = if hooked { Gate::Starting } else { Gate::Open };
         Self {
             q: Mutex::new(State {
                 items: VecDeque::with_capacity(16),
@@ -100,6 +116,7 @@ impl Inbox {
             max_items,
             max_bytes,
             max_busy: max_busy.max(1),
+            who,
         }
     }
 
@@ -113,7 +130,7 @@ impl Inbox {
         if s.gate == Gate::Closed {
             return (None, false);
         }
-        if run_here && s.may_run(self.max_busy) && s.items.is_empty() {
+        if run_here && s.may_run(self.max_busy) && s.items.is_empty() && start(&item, &self.who) {
             s.busy += 1;
             return (Some(item), false);
         }
@@ -130,14 +147,14 @@ impl Inbox {
         s.bytes += item.payload.len();
         s.items.push_back(item);
         self.cv.notify_all();
-        let unserved = s.may_run(self.max_busy) && s.waiters == 0;
+        let unserved = s.head_ready(self.max_busy, &self.who) && s.waiters == 0;
         (None, unserved)
     }
 
     /// A queued call to run now (counted as running), if one may run.
     pub fn try_take(&self) -> Option<Incoming> {
         let mut s = self.q.lock();
-        if !s.may_run(self.max_busy) {
+        if !s.may_run(self.max_busy) || !start(s.items.front()?, &self.who) {
             return None;
         }
         let item = s.items.pop_front()?;
@@ -204,7 +221,7 @@ impl Inbox {
                 s.takeover = false;
                 return true;
             }
-            if s.may_run(self.max_busy) && !s.items.is_empty() {
+            if s.head_ready(self.max_busy, &self.who) {
                 return true;
             }
             s.waiters += 1;
@@ -237,41 +254,40 @@ impl Inbox {
         false
     }
 
-    /// Lets calls run (admission granted). Returns true when calls are
-    /// queued that a thread must now run.
-    pub fn admit(&self) -> bool {
-        let mut s = self.q.lock();
-        s.gate = match s.gate {
-            Gate::Starting { .. } => Gate::Starting { admitted: true },
-            Gate::Queued => Gate::Open,
-            g => g,
-        };
+    /// The device is held now: waiting threads look again.
+    pub fn wake(&self) {
+        let _s = self.q.lock();
         self.cv.notify_all();
-        s.gate == Gate::Open && !s.items.is_empty()
     }
 
-    /// The `on_connect` hook has returned: calls may run once admitted.
+    /// The `on_connect` hook has returned: calls may run.
     pub fn started(&self) {
         let mut s = self.q.lock();
-        if let Gate::Starting { admitted } = s.gate {
-            s.gate = if admitted { Gate::Open } else { Gate::Queued };
+        if s.gate == Gate::Starting {
+            s.gate = Gate::Open;
         }
         self.cv.notify_all();
     }
 
-    /// True once admitted (whether or not `on_connect` has returned).
-    pub fn is_admitted(&self) -> bool {
-        matches!(
-            self.q.lock().gate,
-            Gate::Open | Gate::Starting { admitted: true }
-        )
+    /// Takes the queued calls that need the device (its wait ended without
+    /// it); the others stay, in order.
+    pub fn take_waiting(&self) -> Vec<Incoming> {
+        let mut s = self.q.lock();
+        let (waiting, rest): (VecDeque<_>, VecDeque<_>) =
+            s.items.drain(..).partition(|i| i.needs_device);
+        s.items = rest;
+        s.bytes = s.items.iter().map(|i| i.payload.len()).sum();
+        self.cv.notify_all();
+        waiting.into()
     }
 
-    /// Takes every queued call (to refuse them).
-    pub fn drain(&self) -> Vec<Incoming> {
-        let mut s = self.q.lock();
-        s.bytes = 0;
-        s.items.drain(..).collect()
+    /// Whether a queued call that needs the device satisfies `wanted`.
+    pub fn any_waiting(&self, wanted: impl Fn(&Incoming) -> bool) -> bool {
+        self.q
+            .lock()
+            .items
+            .iter()
+            .any(|i| i.needs_device && wanted(i))
     }
 
     pub fn close(&self) {

@@ -28,6 +28,7 @@
 mod calls;
 mod inbox;
 mod reading;
+mod seat;
 mod transport;
 
 use std::any::Any;
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
 
-use crate::admission::{Admission, Permit, Ticket};
+use crate::admission::Admission;
 use crate::error::{Error, ErrorCode, ProtocolError};
 use crate::frame::{error_payload, finish_frame_with_tail, start_frame, Frame, Kind, Limits};
 use crate::pool::Pool;
@@ -50,6 +51,7 @@ pub(crate) use calls::run_keeper;
 pub(crate) use inbox::Incoming;
 use inbox::{CallTable, Inbox};
 pub(crate) use reading::{Role, Step};
+pub(crate) use seat::Seat;
 pub(crate) use transport::{Closer, FrameRead, FrameWrite};
 
 /// What a server (or a client with handlers) offers on a connection.
@@ -75,18 +77,6 @@ pub(crate) struct Helpers {
     /// What a spare thread does for a connection: read and run its calls
     /// until it is quiet again.
     pub serve: fn(Arc<Conn>),
-}
-
-/// The admission side of a connection.
-#[derive(Default)]
-pub(crate) struct Seat {
-    /// The permit, held while admitted.
-    pub permit: Mutex<Option<Permit>>,
-    /// The queue place taken when the connection arrived.
-    pub ticket: Mutex<Option<Ticket>>,
-    /// The queue place this connection holds or waits with, plus one
-    /// (0: none yet), for the `queue` built-in.
-    pub place: AtomicU64,
 }
 
 /// The shared state of one connection.
@@ -134,11 +124,18 @@ impl Conn {
     ) -> Arc<Self> {
         let inbox_bytes = (limits.max_frame_len as usize).clamp(1 << 20, 64 << 20);
         let max_busy = services.router.as_ref().map_or(1, |r| r.max_concurrency());
-        let admitted = services.admission.is_none();
-        let inbox = Inbox::new(256, inbox_bytes, max_busy, admitted, services.hooked);
+        let peer = writer.peer_addr();
+        let seat = Seat::new(id, peer);
+        let inbox = Inbox::new(
+            256,
+            inbox_bytes,
+            max_busy,
+            services.hooked,
+            Arc::clone(&seat.who),
+        );
         Arc::new_cyclic(|me| Self {
             id,
-            peer: writer.peer_addr(),
+            peer,
             limits,
             authorized: AtomicBool::new(services.token.is_none()),
             services,
@@ -151,7 +148,7 @@ impl Conn {
             role: Mutex::new(None),
             role_cv: Condvar::new(),
             unread_since: AtomicU64::new(0),
-            seat: Seat::default(),
+            seat,
             shutting_down: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes};
 
+use super::seat::Need;
 use super::{constant_time_eq, Conn, FrameRead, Incoming};
+use crate::admission::ReleaseReason;
 use crate::error::{Error, ErrorCode, ProtocolError};
 use crate::frame::{Frame, Header, Kind};
 use crate::router::builtin;
@@ -73,6 +75,7 @@ impl Conn {
                     role.pinged = false;
                 } else {
                     role.src.trim();
+                    self.check_lapse();
                 }
                 let silent = role.last_life.elapsed();
                 if self.limits.idle_timeout.is_some_and(|d| silent >= d) {
@@ -102,6 +105,7 @@ impl Conn {
             }
             Kind::Cancel => {
                 self.calls.cancel(h.id);
+                self.cancelled(h.id);
                 Ok(None)
             }
             Kind::Call | Kind::Notify => self.on_call(h, frame.payload),
@@ -113,20 +117,27 @@ impl Conn {
         if !self.authorized.load(Ordering::Relaxed) {
             return self.check_auth(h, &payload).map(|()| None);
         }
-        if matches!(
-            h.cmd,
-            builtin::PING | builtin::STATUS | builtin::LIST | builtin::QUEUE | builtin::AUTH
-        ) {
+        if builtin::answered_by_reader(h.cmd) {
             if answer {
                 self.answer_builtin(h, &payload)?;
             }
             return Ok(None);
         }
-        let known = self
-            .services
-            .router
-            .as_ref()
-            .is_some_and(|r| r.contains(h.cmd));
+        if h.cmd == builtin::RELEASE && self.release_now() {
+            if answer {
+                self.answer_builtin(h, &payload)?;
+            } else {
+                self.release_device(ReleaseReason::Released);
+            }
+            return Ok(None);
+        }
+        // `release` after calls that run or wait takes its turn behind them.
+        let known = h.cmd == builtin::RELEASE
+            || self
+                .services
+                .router
+                .as_ref()
+                .is_some_and(|r| r.contains(h.cmd));
         if !known {
             if answer {
                 let msg = format!("unknown command {}", h.cmd);
@@ -148,12 +159,18 @@ impl Conn {
         if answer {
             self.calls.insert(h.id);
         }
-        if self.refuses_when_full() && !self.inbox.is_admitted() && !self.admit_at_once(h) {
-            return Ok(None);
+        let needs_device = h.cmd != builtin::RELEASE && self.needs_device(h.cmd);
+        if needs_device {
+            if let Need::Refused = self.device_for_call(h) {
+                return Ok(None);
+            }
         }
-        let (run, unserved) = self
-            .inbox
-            .offer(Incoming { header: h, payload }, self.shares_reading());
+        let item = Incoming {
+            header: h,
+            payload,
+            needs_device,
+        };
+        let (run, unserved) = self.inbox.offer(item, self.shares_reading());
         if unserved {
             self.spawn_helper();
         }
@@ -185,48 +202,30 @@ impl Conn {
                 })
             }
             builtin::QUEUE => {
-                let place = self.seat.place.load(Ordering::Acquire);
-                let text = match (&self.services.admission, place) {
-                    (None, _) => "no admission limit".to_owned(),
-                    (Some(_), 0) => "not queued".to_owned(),
-                    (Some(a), place) => a.describe(place - 1),
-                };
+                let text = self.queue_text();
                 self.send_with(Kind::Reply, h.cmd, h.id, |b| b.put_slice(text.as_bytes()))
             }
+            builtin::SHARED => {
+                let router = self.services.router.as_deref();
+                self.send_with(Kind::Reply, h.cmd, h.id, |b| {
+                    builtin::encode_shared(router, b)
+                })
+            }
+            builtin::ACQUIRE => {
+                self.acquire(h, payload);
+                Ok(())
+            }
+            builtin::IDENTIFY => {
+                self.identify(h, payload);
+                Ok(())
+            }
+            builtin::RELEASE => {
+                // In order after this connection's calls; at once when
+                // nothing runs or waits.
+                self.release_device(ReleaseReason::Released);
+                self.send_with(Kind::Reply, h.cmd, h.id, |_| {})
+            }
             _ => self.send_with(Kind::Reply, h.cmd, h.id, |_| {}),
-        }
-    }
-
-    /// Admission refuses rather than queues: the first call that finds a
-    /// free slot admits the connection.
-    fn refuses_when_full(&self) -> bool {
-        self.services
-            .admission
-            .as_ref()
-            .is_some_and(|a| a.policy() == crate::WhenFull::Refuse)
-    }
-
-    /// Under [`WhenFull::Refuse`](crate::WhenFull::Refuse) a connection is
-    /// admitted by its first call that finds a free slot; other calls get
-    /// BUSY. False when the call was refused (and answered).
-    fn admit_at_once(&self, h: Header) -> bool {
-        let Some(adm) = &self.services.admission else {
-            return true;
-        };
-        match adm.try_acquire(self.peer) {
-            Ok(p) => {
-                self.seat.place.store(p.ticket() + 1, Ordering::Release);
-                *self.seat.permit.lock() = Some(p);
-                self.inbox.admit();
-                true
-            }
-            Err(r) => {
-                if h.kind == Kind::Call {
-                    self.send_error(h.cmd, h.id, ErrorCode::BUSY, &r.message);
-                    self.call_done(h.id);
-                }
-                false
-            }
         }
     }
 
