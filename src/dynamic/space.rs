@@ -281,6 +281,13 @@ impl Space {
         }
     }
 
+    /// Frees connection `conn_id`'s table as its end does. For tests and
+    /// fuzzing, with [`Space::serve`].
+    #[doc(hidden)]
+    pub fn end_connection(&self, conn_id: u64) {
+        self.drop_connection(conn_id);
+    }
+
     fn drop_connection(&self, conn_id: u64) {
         let removed = self.0.tables.lock().remove(&conn_id);
         drop(removed); // objects are dropped outside the tables lock
