@@ -1,8 +1,11 @@
 //! Dynamic layer: pipelined calls vs one round trip each, and a 1000x1000
 //! f32 ndarray round trip vs the same bytes through a typed `bytes` command.
+//! After criterion's figures, the same two round trips alternate in one
+//! loop and the ratio of their medians is printed (same run, same
+//! conditions): `dynamic/typed throughput ratio`.
 //!
 //! `taskset -c 0 cargo bench --features msgpack,ndarray --bench dynamic`
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -76,13 +79,49 @@ fn bench(c: &mut Criterion) {
     g.bench_function("typed ndarray<float32> command", |b| {
         b.iter(|| assert_eq!(client.call(&ECHO_F32, &a).unwrap().len(), a.len()))
     });
-    g.bench_function("dynamic echo (msgpack-numpy)", |b| {
+    g.bench_function("dynamic echo (msgpack-numpy, RawArray both ends)", |b| {
+        b.iter(|| {
+            let back: RawArray = m.method("echo", (ra.clone(),)).materialize().unwrap();
+            assert_eq!(back.len(), ra.len());
+        })
+    });
+    g.bench_function("dynamic echo (msgpack-numpy, ArrayD<f32> both ends)", |b| {
         b.iter(|| {
             let back: ArrayD<f32> = m.method("echo", (Value::from(&a),)).materialize().unwrap();
             assert_eq!(back.len(), a.len());
         })
     });
     g.finish();
+
+    // The ratio from one run: the two round trips alternate, medians compared.
+    let typed = || {
+        let t = Instant::now();
+        assert_eq!(client.call(&ECHO_BYTES, &raw).unwrap().len(), raw.len());
+        t.elapsed()
+    };
+    let dynamic = || {
+        let t = Instant::now();
+        let back: RawArray = m.method("echo", (ra.clone(),)).materialize().unwrap();
+        assert_eq!(back.len(), ra.len());
+        t.elapsed()
+    };
+    let (mut tt, mut dt) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        tt.push(typed());
+        dt.push(dynamic());
+    }
+    tt.sort();
+    dt.sort();
+    let (tm, dm) = (tt[tt.len() / 2], dt[dt.len() / 2]);
+    let mb = raw.len() as f64 / 1e6;
+    println!(
+        "1000x1000 f32 round trip, 200 alternating pairs: typed bytes median {tm:?} \
+         ({:.0} MB/s), dynamic msgpack-numpy median {dm:?} ({:.0} MB/s); \
+         dynamic/typed throughput ratio {:.2}",
+        mb / tm.as_secs_f64(),
+        mb / dm.as_secs_f64(),
+        tm.as_secs_f64() / dm.as_secs_f64()
+    );
     drop(s);
     server.shutdown();
 }

@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo run --example sim_client --features msgpack,ndarray -- 127.0.0.1:7878`
 use framerpc::dynamic::{Args, Session, Value};
+use framerpc::ndarray::RawArray;
 use framerpc::Client;
 use ndarray::{array, Array1};
 
@@ -34,6 +35,24 @@ fn main() -> Result<(), framerpc::Error> {
             .materialize::<String>()?
     );
     println!("env is remote: {}", env.materialize::<Value>()?.is_proxy());
+    let image: RawArray = env.method("render", ()).materialize()?; // no copy of the pixels
+    println!("render: {}", image.describe());
+    let d = env.describe()?;
+    println!(
+        "{} object {}: {}",
+        d.class.unwrap_or_default(),
+        d.name,
+        d.doc.unwrap_or_default()
+    );
+    for m in &d.members {
+        println!(
+            "  {m}{}",
+            m.doc
+                .as_deref()
+                .map(|d| format!("  # {d}"))
+                .unwrap_or_default()
+        );
+    }
 
     println!(
         "math.pow(3, 2) = {}",

@@ -66,6 +66,21 @@ write("dynamic_request", "ext1 reference argument", req)
 write("dynamic_request", "kwargs and index step", bytes([0x93, 0x91, 0x07, 0x91, 0x95, 0x01, 0x03, 0x92, 0xa1, 0x74, 0x92, 0x01, 0xc0,
                                                          0x90, 0x81, 0xa1, 0x6b, 0x2a, 0xc0]))
 
+# describe: [mode, ...]: even mode = a whole request (mode % 4 == 0: as a CALL), odd mode = steps
+# (a msgpack array) before a describe step on base sim (mode 1), slot 1 (3), "nope" (5), 7 (7)
+for e in v["dynamic"]:
+    if e["kind"] in (1, 4):
+        write("describe", "request " + e["name"], bytes([0 if e["kind"] == 1 else 2]) + bytes.fromhex(e["hex"])[12:])
+write("describe", "root", bytes([1, 0x90]))
+write("describe", "object in slot 1", bytes([3, 0x90]))
+write("describe", "method of slot 1", bytes([3, 0x91, 0x92, 0x00, 0xa4]) + b"step")
+write("describe", "function make", bytes([1, 0x91, 0x92, 0x00, 0xa4]) + b"make")
+write("describe", "submodule and constant", bytes([1, 0x92, 0x92, 0x00, 0xa4]) + b"path" + bytes([0x92, 0x00, 0xa3]) + b"sep")
+write("describe", "describe of a description", bytes([1, 0x92, 0x92, 0x02, 0xc0, 0x92, 0x01, 0xa7]) + b"members")
+write("describe", "unknown root", bytes([5, 0x90]))
+write("describe", "unknown handle", bytes([7, 0x90]))
+write("describe", "dunder", bytes([3, 0x91, 0x92, 0x00, 0xa9]) + b"__class__")
+
 # ndarray: msgpack-numpy maps and binary-codec payloads
 for e in v["ndarray"]:
     data = bytes.fromhex(e["hex"])

@@ -47,7 +47,7 @@
 use std::marker::PhantomData;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn};
+use ndarray::{Array, ArrayBase, ArrayD, Data, Dimension, IxDyn};
 
 use crate::codec::{take, Codec};
 use crate::dynamic::{FromValue, TypeMismatch, Value};
@@ -458,14 +458,23 @@ pub(crate) fn scalar_value(v: &Value) -> Option<Value> {
 }
 
 impl<T: Element, S: Data<Elem = T>, D: Dimension> From<&ArrayBase<S, D>> for Value {
+    /// Copies the array (any layout) into C order.
     fn from(a: &ArrayBase<S, D>) -> Self {
         RawArray::from_array(a).to_value()
     }
 }
 
-impl<T: Element, S: Data<Elem = T>, D: Dimension> From<ArrayBase<S, D>> for Value {
-    fn from(a: ArrayBase<S, D>) -> Self {
+impl<T: Element, D: Dimension> From<ndarray::ArrayView<'_, T, D>> for Value {
+    /// Copies the view into C order.
+    fn from(a: ndarray::ArrayView<'_, T, D>) -> Self {
         RawArray::from_array(&a).to_value()
+    }
+}
+
+impl<T: Element, D: Dimension + 'static> From<Array<T, D>> for Value {
+    /// See [`RawArray::from_owned`]: a `u8` array in C order is not copied.
+    fn from(a: Array<T, D>) -> Self {
+        RawArray::from_owned(a).to_value()
     }
 }
 
@@ -475,27 +484,143 @@ impl From<RawArray> for Value {
     }
 }
 
-impl FromValue for RawArray {
-    fn from_value(v: Value) -> Result<Self, TypeMismatch> {
-        RawArray::from_value(&v).map_err(|expected| TypeMismatch {
-            expected,
-            found: v.kind_name(),
-        })
+impl RawArray {
+    /// Takes an owned array. A `u8` array in C order gives its buffer
+    /// away as the data (no copy: images cross as they are); other arrays
+    /// are copied into C order once (reading their elements as bytes in
+    /// place would take `unsafe`, which this crate does not use).
+    pub fn from_owned<T: Element, D: Dimension + 'static>(a: Array<T, D>) -> Self {
+        let mut slot = Some(a);
+        let any = &mut slot as &mut dyn std::any::Any;
+        if let Some(u8s) = any.downcast_mut::<Option<Array<u8, D>>>() {
+            if let Some(a) = u8s.take_if(|a| a.is_standard_layout()) {
+                let (shape, n) = (a.shape().to_vec(), a.len());
+                let (v, offset) = a.into_raw_vec_and_offset();
+                let at = offset.unwrap_or(0);
+                return Self {
+                    dtype: DType::U8,
+                    shape,
+                    data: Bytes::from(v).slice(at..at + n),
+                };
+            }
+        }
+        let mut b = BytesMut::new();
+        let mut shape = Vec::new();
+        if let Some(a) = &slot {
+            put_elements(a, &mut b);
+            shape = a.shape().to_vec();
+        }
+        Self {
+            dtype: T::DTYPE,
+            shape,
+            data: b.freeze(),
+        }
+    }
+
+    /// `float32 array of shape (2, 3)`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} array of shape {}",
+            self.dtype.name(),
+            shape_str(&self.shape)
+        )
+    }
+
+    /// Checks that the array is exactly `dtype` and `shape`, or says what
+    /// was expected and what came: `expected float32 array of shape (1,),
+    /// found float64 array of shape (1, 1)`.
+    pub fn expect(&self, dtype: DType, shape: &[usize]) -> Result<(), TypeMismatch> {
+        if self.dtype == dtype && self.shape == shape {
+            return Ok(());
+        }
+        Err(TypeMismatch::new(
+            format!("{} array of shape {}", dtype.name(), shape_str(shape)),
+            self.describe(),
+        ))
     }
 }
 
-impl<T: Element, D: Dimension> FromValue for ndarray::Array<T, D> {
-    fn from_value(v: Value) -> Result<Self, TypeMismatch> {
-        let err = |expected| TypeMismatch {
-            expected,
-            found: v.kind_name(),
-        };
-        let raw = RawArray::from_value(&v).map_err(err)?;
-        raw.to_array::<T>()
-            .map_err(err)?
-            .into_dimensionality::<D>()
-            .map_err(|_| err("an ndarray with the number of dimensions asked for"))
+/// numpy's way of writing a shape: `()`, `(3,)`, `(2, 3)`.
+pub fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [] => "()".into(),
+        [n] => format!("({n},)"),
+        _ => {
+            let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+            format!("({})", dims.join(", "))
+        }
     }
+}
+
+/// What a value is, for a message about an array parameter.
+fn found(v: &Value, why: &'static str) -> String {
+    match v {
+        Value::Map(_) if v.get("nd").is_some() || v.get("__ndarray__").is_some() => {
+            format!("an ndarray map that does not decode: {why}")
+        }
+        Value::Map(_) => "a map that is not an ndarray".into(),
+        other => format!(
+            "{} (a plain msgpack value: arrays cross as ndarray maps)",
+            other.kind_name()
+        ),
+    }
+}
+
+fn raw_or_mismatch(v: &Value, expected: impl Fn() -> String) -> Result<RawArray, TypeMismatch> {
+    RawArray::from_value(v).map_err(|why| TypeMismatch::new(expected(), found(v, why)))
+}
+
+impl FromValue for RawArray {
+    /// Any ndarray map (either dialect, any dtype and shape).
+    fn from_value(v: Value) -> Result<Self, TypeMismatch> {
+        raw_or_mismatch(&v, || "an ndarray".into())
+    }
+}
+
+fn dims_str(n: Option<usize>) -> String {
+    match n {
+        None => "any shape".into(),
+        Some(1) => "1 dimension".into(),
+        Some(n) => format!("{n} dimensions"),
+    }
+}
+
+/// The conversion rules of docs/DYNAMIC.md ("Arrays"): the dtype must be
+/// `T`'s exactly (either byte order; nothing is cast), and the number of
+/// dimensions `D`'s (any for `IxDyn`; a 0-d array or numpy scalar is not
+/// a 1-element 1-d array, nor the reverse).
+impl<T: Element, D: Dimension> FromValue for Array<T, D> {
+    fn from_value(v: Value) -> Result<Self, TypeMismatch> {
+        let expected = || format!("{} array of {}", T::DTYPE.name(), dims_str(D::NDIM));
+        let raw = raw_or_mismatch(&v, expected)?;
+        if raw.dtype != T::DTYPE || D::NDIM.is_some_and(|n| n != raw.shape.len()) {
+            return Err(TypeMismatch::new(expected(), raw.describe()));
+        }
+        raw.to_array::<T>()
+            .map_err(|why| TypeMismatch::new(expected(), why))?
+            .into_dimensionality::<D>()
+            .map_err(|_| TypeMismatch::new(expected(), raw.describe()))
+    }
+}
+
+/// Reads a `T` array of exactly `shape` (see [`RawArray::expect`]).
+pub fn array_of_shape<T: Element, D: Dimension>(
+    v: &Value,
+    shape: &[usize],
+) -> Result<Array<T, D>, TypeMismatch> {
+    let expected = || format!("{} array of shape {}", T::DTYPE.name(), shape_str(shape));
+    let raw = raw_or_mismatch(v, expected)?;
+    raw.expect(T::DTYPE, shape)?;
+    if D::NDIM.is_some_and(|n| n != shape.len()) {
+        return Err(TypeMismatch::new(
+            format!("{} (as {})", expected(), dims_str(D::NDIM)),
+            raw.describe(),
+        ));
+    }
+    raw.to_array::<T>()
+        .map_err(|why| TypeMismatch::new(expected(), why))?
+        .into_dimensionality::<D>()
+        .map_err(|_| TypeMismatch::new(expected(), raw.describe()))
 }
 
 fn align_pad(pos: usize) -> usize {

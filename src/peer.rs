@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::admission::Status;
 use crate::command::Command;
@@ -93,6 +93,28 @@ impl Peer {
     pub fn notify_raw(&self, cmd: u16, payload: &[u8]) -> Result<(), Error> {
         self.0
             .send_with(Kind::Notify, cmd, 0, |b| b.put_slice(payload))
+    }
+
+    /// An untyped call whose payload `body` writes straight into the
+    /// outgoing frame (no intermediate buffer); the reply payload is a
+    /// slice of the received frame.
+    pub(crate) fn call_with(
+        &self,
+        cmd: u16,
+        timeout: Option<Duration>,
+        body: impl FnOnce(&mut BytesMut),
+    ) -> Result<Bytes, Error> {
+        reply_payload(self.0.call_frame(cmd, "", timeout, body)?)
+    }
+
+    /// An untyped one-way call whose payload `body` writes straight into
+    /// the outgoing frame.
+    pub(crate) fn notify_with(
+        &self,
+        cmd: u16,
+        body: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), Error> {
+        self.0.send_with(Kind::Notify, cmd, 0, body)
     }
 
     /// The built-in `ping`: the peer echoes `data`.

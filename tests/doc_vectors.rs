@@ -258,3 +258,61 @@ fn greet_list_reply_matches_the_greet_router() {
     let table = framerpc::decode_list(Bytes::from(p)).unwrap();
     assert_eq!(table, greet::router().commands());
 }
+
+/// The dynamic section: every request decodes as the server reads it and
+/// re-encodes to the same bytes; every REPLY is one msgpack value (the
+/// envelope, ext 3, holding `[refusals, unlisted, value]`); every ERROR is
+/// code + message. (python/tests/test_sim.py replays the whole section
+/// against examples/sim_server.)
+#[cfg(feature = "msgpack")]
+#[test]
+fn dynamic_requests_and_replies() {
+    use framerpc::dynamic::wire::{Message, EXT_ENVELOPE};
+    use framerpc::dynamic::Value;
+    let v = vectors();
+    let mut kinds = [0usize; 5];
+    for case in v["dynamic"].as_array().unwrap() {
+        let (h, p) = check_frame(case);
+        assert_eq!(h.cmd, 0xFF10);
+        kinds[h.kind as usize] += 1;
+        match h.kind {
+            Kind::Call | Kind::Notify => {
+                assert_eq!(h.id == 0, h.kind == Kind::Notify, "{case}");
+                let m = Message::from_value(Value::decode(Bytes::from(p.clone())).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
+                let mut b = BytesMut::new();
+                m.encode(&mut b);
+                assert_eq!(&b[..], &p[..], "{}", case["name"]);
+            }
+            Kind::Reply => {
+                if let Value::Ext(EXT_ENVELOPE, data) = Value::decode(Bytes::from(p)).unwrap() {
+                    let Value::Array(parts) = Value::decode(data).unwrap() else {
+                        panic!("envelope")
+                    };
+                    assert_eq!(parts.len(), 3);
+                    let Value::Array(records) = &parts[0] else {
+                        panic!("records")
+                    };
+                    for rec in records {
+                        for key in ["request", "calls", "slots", "code", "message"] {
+                            assert!(rec.get(key).is_some(), "{key} in {rec}");
+                        }
+                    }
+                }
+            }
+            Kind::Error => {
+                let msg = case["message"].as_str().unwrap();
+                let mut built = BytesMut::new();
+                framerpc::frame::error_payload(
+                    case["code"].as_u64().unwrap() as u16,
+                    msg,
+                    &mut built,
+                );
+                assert_eq!(&built[..], &p[..]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Every CALL is answered.
+    assert_eq!(kinds[1], kinds[2] + kinds[3], "{kinds:?}");
+}

@@ -144,13 +144,22 @@ fn hostile_requests_get_bad_payload_and_the_connection_lives() {
 }
 
 #[test]
-fn a_refused_one_way_request_is_reported_by_the_next_call() {
+fn a_refused_one_way_request_is_reported_alongside_the_next_reply() {
     let s = server();
     let mut sock = raw(s.addr());
     send(&mut sock, Kind::Notify, DYN, 0, &[0xc1]);
     send(&mut sock, Kind::Call, DYN, 1, &hex("93 90 90 c0"));
-    let msg = expect_error(&mut sock, BAD_PAYLOAD);
-    assert!(msg.contains("earlier one-way request"), "{msg}");
+    let (h, p) = recv(&mut sock).unwrap();
+    assert_eq!(h.kind, Kind::Reply, "the CALL's own answer is not replaced");
+    // ext 32, type 3: [[{request: 1, ...}], 0, nil]
+    assert_eq!(p[0], 0xc9);
+    assert_eq!(
+        u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize,
+        p.len() - 6
+    );
+    assert_eq!((p[5], p[6], p[7]), (3, 0x93, 0x91));
+    assert!(String::from_utf8_lossy(&p).contains("bad dynamic request"));
+    assert_eq!(&p[p.len() - 2..], [0x00, 0xc0], "unlisted 0, value nil");
     // Reported once.
     send(&mut sock, Kind::Call, DYN, 2, &hex("93 90 90 c0"));
     let (h, p) = recv(&mut sock).unwrap();

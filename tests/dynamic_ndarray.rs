@@ -190,3 +190,145 @@ fn the_server_refuses_pickled_arrays_with_a_clear_error() {
         6.5
     );
 }
+
+fn nd(dtype: &str, shape: &[usize], data: Vec<u8>) -> Value {
+    let key = |k: &'static str| Value::Bin(Bytes::from_static(k.as_bytes()));
+    Value::Map(vec![
+        (key("nd"), Value::Bool(true)),
+        (key("type"), Value::from(dtype)),
+        (key("kind"), Value::Bin(Bytes::new())),
+        (key("shape"), Value::from(shape.to_vec())),
+        (key("data"), Value::Bin(data.into())),
+    ])
+}
+
+fn scalar(dtype: &str, data: Vec<u8>) -> Value {
+    let key = |k: &'static str| Value::Bin(Bytes::from_static(k.as_bytes()));
+    Value::Map(vec![
+        (key("nd"), Value::Bool(false)),
+        (key("type"), Value::from(dtype)),
+        (key("data"), Value::Bin(data.into())),
+    ])
+}
+
+/// docs/DYNAMIC.md, "Arrays": exact dtype (either byte order), exact
+/// number of dimensions (or exact shape), no cast, no reshaping; the
+/// message names what was expected and what came.
+#[test]
+fn array_parameters_follow_the_written_rules() {
+    use ndarray::{Array0, Ix1};
+    let np = Module::new()
+        .function("one", Params::new().req("a"), |a| {
+            Ok(a.get::<Array1<f32>>("a")?.sum() as f64)
+        })
+        .function("exact", Params::new().req("a"), |a| {
+            Ok(a.array::<f32, Ix1>("a", &[1])?[0] as f64)
+        })
+        .function("zero_d", Params::new().req("a"), |a| {
+            Ok(a.get::<Array0<f32>>("a")?.into_scalar() as f64)
+        })
+        .function("any", Params::new().req("a"), |a| {
+            Ok(a.get::<ArrayD<f32>>("a")?.ndim())
+        });
+    let f = fixture_with(Space::builder().root("np", np));
+    let (_c, s) = f.session();
+    let np = s.root("np");
+    let f4 = |x: f32| x.to_le_bytes().to_vec();
+    let ok: Vec<(&str, Value, f64)> = vec![
+        ("one", nd("<f4", &[1], f4(0.5)), 0.5),
+        ("one", nd(">f4", &[1], 0.5f32.to_be_bytes().to_vec()), 0.5),
+        ("one", nd("<f4", &[0], vec![]), 0.0),
+        ("exact", nd("<f4", &[1], f4(0.25)), 0.25),
+        ("zero_d", nd("<f4", &[], f4(2.0)), 2.0),
+        ("zero_d", scalar("<f4", f4(3.0)), 3.0),
+        ("any", nd("<f4", &[1, 1], f4(1.0)), 2.0),
+        ("any", nd("<f4", &[], f4(1.0)), 0.0),
+    ];
+    for (func, v, want) in ok {
+        let got = np.method(func, (v.clone(),)).materialize::<f64>();
+        assert_eq!(got.unwrap(), want, "{func}({v})");
+    }
+    let bad: Vec<(&str, Value, &str)> = vec![
+        (
+            "one",
+            nd("<f8", &[1], 0.5f64.to_le_bytes().to_vec()),
+            "expected float32 array of 1 dimension, found float64 array of shape (1,)",
+        ),
+        (
+            "one",
+            nd("<f4", &[], f4(0.5)),
+            "expected float32 array of 1 dimension, found float32 array of shape ()",
+        ),
+        (
+            "one",
+            scalar("<f4", f4(0.5)),
+            "expected float32 array of 1 dimension, found float32 array of shape ()",
+        ),
+        (
+            "one",
+            nd("<f4", &[1, 1], f4(0.5)),
+            "expected float32 array of 1 dimension, found float32 array of shape (1, 1)",
+        ),
+        (
+            "exact",
+            nd("<f8", &[1, 1], 0.5f64.to_le_bytes().to_vec()),
+            "expected float32 array of shape (1,), found float64 array of shape (1, 1)",
+        ),
+        (
+            "exact",
+            nd("<f4", &[2], [f4(1.0), f4(2.0)].concat()),
+            "expected float32 array of shape (1,), found float32 array of shape (2,)",
+        ),
+        (
+            "one",
+            Value::from(0.5),
+            "expected float32 array of 1 dimension, found float (a plain msgpack value",
+        ),
+        (
+            "one",
+            Value::from(vec![0.5]),
+            "found array (a plain msgpack value",
+        ),
+        (
+            "zero_d",
+            nd("<i4", &[], 1i32.to_le_bytes().to_vec()),
+            "expected float32 array of 0 dimensions, found int32 array of shape ()",
+        ),
+        (
+            "one",
+            nd("<f4", &[2], f4(1.0)),
+            "an ndarray map that does not decode: ndarray data length does not match",
+        ),
+    ];
+    for (func, v, want) in bad {
+        let r = np.method(func, (v.clone(),)).materialize::<f64>();
+        let Err(Error::Remote { message, .. }) = r else {
+            panic!("{func}({v}): {r:?}")
+        };
+        assert!(
+            message.contains("argument 'a': ") && message.contains(want),
+            "{func}({v}): {message:?} should contain {want:?}"
+        );
+    }
+}
+
+#[test]
+fn an_owned_u8_array_becomes_a_value_without_a_copy() {
+    let img =
+        ndarray::Array3::<u8>::from_shape_fn((4, 5, 3), |(i, j, k)| (i * 15 + j * 3 + k) as u8);
+    let (ptr, want) = (img.as_ptr(), img.clone().into_dyn());
+    let raw = RawArray::from_owned(img);
+    assert_eq!(raw.data.as_ptr(), ptr, "the array's own buffer");
+    assert_eq!(raw.to_array::<u8>().unwrap(), want);
+    // Other layouts and dtypes are copied into C order.
+    let t = Array2::from_shape_fn((2, 3), |(i, j)| (i * 3 + j) as u8).reversed_axes();
+    assert_eq!(
+        RawArray::from_owned(t.clone()).to_array::<u8>().unwrap(),
+        t.into_dyn()
+    );
+    let f = Array1::from(vec![1.0f32, 2.0]);
+    assert_eq!(
+        RawArray::from_owned(f.clone()).to_array::<f32>().unwrap(),
+        f.into_dyn()
+    );
+}

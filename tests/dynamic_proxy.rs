@@ -284,9 +284,8 @@ fn the_handle_table_has_a_bound() {
         .contains("handle table full"));
     // A call past the bound is not run at all: no side effect.
     let refused = t.method("record", (777,));
-    assert!(remote_err(refused.materialize::<i64>())
-        .1
-        .contains("not run"));
+    let (_, msg) = remote_err(refused.materialize::<i64>());
+    assert!(msg.contains("not run"), "{msg}");
     assert!(!f.log.lock().contains(&777), "a refused call ran");
     drop((kept, over, dependent, refused));
     assert_eq!(t.method("inc", (1,)).materialize::<i64>().unwrap(), 2);

@@ -75,6 +75,12 @@ fn corpus_dynamic_request() {
     replay("dynamic_request", targets::dynamic_request);
 }
 
+#[cfg(feature = "msgpack")]
+#[test]
+fn corpus_describe() {
+    replay("describe", targets::describe);
+}
+
 #[cfg(feature = "ndarray")]
 #[test]
 fn corpus_ndarray() {

@@ -155,6 +155,12 @@ fn random_dynamic_request() {
     run("dynamic_request", targets::dynamic_request);
 }
 
+#[cfg(feature = "msgpack")]
+#[test]
+fn random_describe() {
+    run("describe", targets::describe);
+}
+
 #[cfg(feature = "ndarray")]
 #[test]
 fn random_ndarray() {

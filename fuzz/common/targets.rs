@@ -32,6 +32,7 @@ pub fn all() -> Vec<Target> {
     v.extend([
         ("msgpack_value", msgpack_value as fn(&[u8])),
         ("dynamic_request", dynamic_request),
+        ("describe", describe),
     ]);
     #[cfg(feature = "ndarray")]
     v.push(("ndarray", ndarray));
@@ -446,6 +447,170 @@ pub fn dynamic_request(data: &[u8]) {
             }
         }
     }
+}
+
+// ------------------------------------------------------------ describe
+
+/// A space with one of each kind (module, submodule, constant, function
+/// with keyword-only and `**kwargs` parameters, object, method, attribute)
+/// and the names it declares: a description may name nothing else.
+#[cfg(feature = "msgpack")]
+fn describe_space() -> &'static (framerpc::dynamic::Space, Vec<&'static str>) {
+    use framerpc::dynamic::{Class, Module, Params, Space};
+    static SPACE: std::sync::OnceLock<(Space, Vec<&'static str>)> = std::sync::OnceLock::new();
+    SPACE.get_or_init(|| {
+        let env = Class::<i64>::builder("Env")
+            .doc("an env")
+            .attr("t", |t: &i64| *t)
+            .method(
+                "step",
+                Params::new().req("a").kw_opt("render", false).doc("steps"),
+                |t: &mut i64, _| {
+                    *t += 1;
+                    Ok(*t)
+                },
+            )
+            .build();
+        let shared = env.instance(0);
+        let sim = Module::new()
+            .doc("sims")
+            .constant("version", "1.0")
+            .function(
+                "make",
+                Params::new()
+                    .req("name")
+                    .opt("seed", ())
+                    .kw("mode")
+                    .var_kwargs(),
+                move |_| Ok(env.instance(0)),
+            )
+            .item("shared", shared)
+            .module("path", Module::new().constant("sep", "/"));
+        let names = vec![
+            "sim", "version", "make", "shared", "path", "sep", "t", "step", "name", "seed", "mode",
+            "kwargs", "a", "render",
+        ];
+        (
+            Space::builder().root("sim", sim).max_handles(16).build(),
+            names,
+        )
+    })
+}
+
+/// Every `name` in a description (and its members and parameters) is a
+/// declared name or the label it was reached by; kinds are the documented
+/// ones.
+#[cfg(feature = "msgpack")]
+fn check_description(d: &Value, names: &[&str]) {
+    const KINDS: [&str; 7] = [
+        "module",
+        "object",
+        "function",
+        "method",
+        "value",
+        "constant",
+        "attribute",
+    ];
+    let kind = d.get("kind").and_then(Value::as_str).unwrap_or("");
+    assert!(KINDS.contains(&kind), "kind {kind:?}");
+    let Value::Map(m) = d else {
+        panic!("not a map")
+    };
+    for (k, v) in m {
+        match k.as_str().unwrap_or("") {
+            "members" | "params" => {
+                let Value::Array(items) = v else {
+                    panic!("{k} not an array")
+                };
+                for item in items {
+                    let n = item.get("name").and_then(Value::as_str).unwrap_or("");
+                    assert!(names.contains(&n), "undeclared name {n:?}");
+                    if k.as_str() == Some("members") {
+                        check_description(item, names);
+                    }
+                }
+            }
+            "kind" | "name" | "doc" | "class" | "type" => {}
+            other => panic!("unexpected key {other:?}"),
+        }
+    }
+}
+
+/// `describe` requests through the whole server path (`Space::serve`): the
+/// input is either a whole request (first byte even) or the steps of a ref
+/// (first byte odd) described after a call made an object in slot 1. Never
+/// panics; a description reveals only declared names.
+#[cfg(feature = "msgpack")]
+pub fn describe(data: &[u8]) {
+    use bytes::BytesMut;
+    use framerpc::dynamic::wire::{Base, CallOp, Message, Ref, Step};
+    static CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let (space, names) = describe_space();
+    let conn = CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut out = BytesMut::new();
+    if mode % 2 == 0 {
+        let _ = space.serve(conn, mode % 4 == 0, Bytes::copy_from_slice(rest), &mut out);
+        if !out.is_empty() {
+            Value::decode(out.freeze()).expect("a reply decodes");
+        }
+        space.end_connection(conn);
+        return;
+    }
+    // Slot 1: sim.make("x", mode=1), an object.
+    let make = Message {
+        calls: vec![CallOp {
+            slot: 1,
+            target: Ref {
+                base: Base::Root("sim".into()),
+                steps: vec![Step::Attr("make".into())],
+            },
+            args: vec!["x".into()],
+            kwargs: vec![("mode".into(), 1.into())],
+        }],
+        ..Message::default()
+    };
+    let mut b = BytesMut::new();
+    make.encode(&mut b);
+    space
+        .serve(conn, false, b.freeze(), &mut out)
+        .expect("setup");
+    // The ref: a base chosen by the input, then the input's steps (if it
+    // is a msgpack array of steps), then describe.
+    let base = match mode >> 1 & 3 {
+        0 => Value::from("sim"),
+        1 => Value::from(1),
+        2 => Value::from("nope"),
+        _ => Value::from(7),
+    };
+    let steps = match Value::decode_with_depth(Bytes::copy_from_slice(rest), 16) {
+        Ok(Value::Array(steps)) => steps,
+        _ => Vec::new(),
+    };
+    let mut r = vec![base];
+    r.extend(steps);
+    r.push(Value::Array(vec![2.into(), Value::Nil]));
+    let payload = Value::Array(vec![
+        Value::Array(vec![]),
+        Value::Array(vec![]),
+        Value::Array(r),
+    ])
+    .to_bytes()
+    .freeze();
+    match space.serve(conn, true, payload, &mut out) {
+        Ok(()) => {
+            let d = Value::decode(out.freeze()).expect("a reply decodes");
+            // Steps after describe index into the description: only a
+            // description itself is checked.
+            if d.get("kind").is_some() && d.get("name").is_some() {
+                check_description(&d, names);
+            }
+        }
+        Err(e) => assert!(!e.message().is_empty()),
+    }
+    space.end_connection(conn);
 }
 
 // ------------------------------------------------------------ ndarray

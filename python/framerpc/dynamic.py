@@ -17,6 +17,12 @@ ext type 2 holding a u64 big-endian id. See docs/DYNAMIC.md.
 
 Handles are released when Python drops the last proxy of a result: the id is
 queued and rides on the next request (or :meth:`Client.flush_releases`).
+
+A request the server refuses runs none of its calls. A refused NOTIFY is
+reported alongside the next REPLY (ext type 3 ``[refusals, unlisted,
+value]``): the records are kept in :meth:`Session.take_refusals`, and
+:meth:`Client.sync` raises them (once). :func:`describe` returns what a
+root, object, function or method declares (the ``[2, nil]`` step).
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ except ImportError:  # pragma: no cover
 DYNAMIC = 0xFF10
 EXT_REF = 1
 EXT_HANDLE = 2
+EXT_ENVELOPE = 3
 OP_CALL = 1
 STEP_ATTR = 0
 STEP_INDEX = 1
+STEP_DESCRIBE = 2
 SERVER_HANDLES = 1 << 32
 _U64BE = struct.Struct(">Q")
 #: The ndarray dtypes of docs/DYNAMIC.md (either byte order for multi-byte ones).
@@ -57,6 +65,7 @@ class Session:
         self._slots = itertools.count(1)
         self._rlock = threading.Lock()
         self.releases: list[int] = []
+        self.refusals: list[dict] = []
         self.notifies = 0
 
     # releases ------------------------------------------------------------
@@ -155,10 +164,16 @@ class Session:
         self.notifies += 1
         return Proxy(self, _Handle(self, slot, label), ())
 
-    def request(self, fetch: "Proxy | None", timeout=None):
+    def request(self, fetch: "Proxy | None", timeout=None, describe=False):
+        """One CALL: queued releases, no calls, and the fetch (nil for ``sync``).
+
+        For ``sync`` (no fetch), refusals not yet taken are raised as one
+        :class:`RemoteError` and forgotten (each is reported once)."""
         ids = self._take_releases()
-        body = msgpack.packb([ids, [], None if fetch is None else fetch._ref()], use_bin_type=True,
-                             default=self._default)
+        ref = None if fetch is None else fetch._ref()
+        if describe:
+            ref.append([STEP_DESCRIBE, None])
+        body = msgpack.packb([ids, [], ref], use_bin_type=True, default=self._default)
         label = "sync" if fetch is None else fetch._label()
         try:
             cid, w = self.client._start(self.command, body)
@@ -166,7 +181,32 @@ class Session:
             self._requeue(ids)
             raise
         reply = self.client._finish(cid, w, timeout, label)
-        return self.unpack(reply)
+        value = self._open(self.unpack(reply))
+        if fetch is None and self.refusals:
+            refused = self.take_refusals()
+            many = len(refused) > 1
+            text = "; ".join(f"request {r.get('request')}: {r.get('message')}" for r in refused)
+            raise RemoteError.from_code(
+                int(refused[0].get("code", 2)),
+                f"{len(refused)} one-way request{'s were' if many else ' was'} refused "
+                f"(none of {'their' if many else 'its'} calls ran): {text}", "dynamic")
+        return value
+
+    def _open(self, v):
+        """The reply envelope (a top-level ext 3): keeps the refusals, returns the value."""
+        if not (isinstance(v, msgpack.ExtType) and v.code == EXT_ENVELOPE):
+            return v
+        refusals, unlisted, value = self.unpack(v.data)
+        self.refusals.extend(refusals)
+        if unlisted:
+            self.refusals.append({"request": 0, "calls": 0, "slots": [], "code": 2,
+                                  "message": f"{unlisted} more one-way requests were refused (the server lists 64)"})
+        return value
+
+    def take_refusals(self) -> list:
+        """Refusal records (dicts: request, calls, slots, code, message) received and not yet taken."""
+        out, self.refusals = self.refusals, []
+        return out
 
     def root(self, name: str) -> "Proxy":
         return Proxy(self, _Root(name), ())
@@ -221,6 +261,8 @@ class _Failed:
 
 
 def _step_label(step):
+    if step[0] == STEP_DESCRIBE:
+        return ".<describe>"
     return f".{step[1]}" if step[0] == STEP_ATTR else f"[{step[1]!r}]"
 
 
@@ -298,3 +340,19 @@ def materialize(p, timeout: float | None = None):
     if isinstance(p._base, _Failed):
         raise p._base.error
     return p._s.request(p, timeout)
+
+
+def describe(p, timeout: float | None = None) -> dict:
+    """What a root, module, object, function or method declares (one round trip, nothing runs).
+
+    Returns the decoded description of docs/DYNAMIC.md ("Describe"): a dict
+    with ``kind``, ``name`` and, by kind, ``doc``, ``class``, ``type``,
+    ``members`` (dicts with ``name``, ``kind``, ``params``, ``doc``...) and
+    ``params`` (dicts ``name``, ``kind`` in ``positional_or_keyword``,
+    ``keyword_only``, ``var_keyword``, and ``default`` when there is one).
+    A failed call raises its error, as :func:`materialize` does."""
+    if not isinstance(p, Proxy):
+        raise TypeError(f"describe() takes a proxy, not {type(p).__name__}")
+    if isinstance(p._base, _Failed):
+        raise p._base.error
+    return p._s.request(p, timeout, describe=True)

@@ -172,7 +172,8 @@ def test_failing_method_poisons_dependents(c):
     first = remote_error(bad)
     assert first.code == 1000 and not isinstance(first, framerpc.HandlerError)
     assert "call sim.make().step() (handle " in first.message
-    assert first.message.endswith("failed: action must have 1 element, got 2")
+    assert first.message.endswith(
+        "failed: argument 'action': expected float32 array of shape (1,), found float32 array of shape (2,)")
     for dep in (dep_index, dep_arg, dep_call):  # the same error, code and message
         e = remote_error(dep)
         assert (e.code, e.message) == (first.code, first.message)
@@ -221,7 +222,10 @@ def test_kept_proxies_hit_the_bound_then_release(c):
     kept = [math.pow(2, 1) for _ in range(BOUND + 1)]
     assert framerpc.materialize(kept[BOUND - 1]) == 2
     e = remote_error(kept[BOUND])
-    assert "handle table full (1024 handles, the bound)" in e.message
+    assert "handle table full (1024 handles, the bound;" in e.message and "not run" in e.message
+    # the refused NOTIFY was reported alongside the reply of kept[BOUND - 1]
+    (r,) = c.session.take_refusals()
+    assert r["slots"] == [kept[BOUND]._base.id] and "handle table full" in r["message"]
     del kept, e
     gc.collect()
     assert framerpc.materialize(math.pow(3, 2)) == 9  # the release rode on this request
@@ -237,7 +241,159 @@ def test_handles_are_per_connection(c, sim_addr):
         del foreign
 
 
+# -- arrays ---------------------------------------------------------------------------
+
+
+def test_array_rules_name_both_dtypes_and_shapes(c):
+    env = c.root("sim").make("pendulum")
+    for bad, found in [(np.array([0.5], np.float64), "float64 array of shape (1,)"),
+                       (np.array([[0.5]], np.float32), "float32 array of shape (1, 1)"),
+                       (np.array(0.5, np.float32), "float32 array of shape ()"),
+                       (np.float32(0.5), "float32 array of shape ()")]:
+        e = remote_error(env.step(bad))
+        assert e.message.endswith(f"argument 'action': expected float32 array of shape (1,), found {found}"), e.message
+    e = remote_error(env.step(0.5))
+    assert "found float (a plain msgpack value: arrays cross as ndarray maps)" in e.message
+    assert framerpc.materialize(env.step(act(0.5))[4]) == {"steps": 1}
+
+
+def test_render_and_echo_arrays(c):
+    env = c.root("sim").make("pendulum")
+    img = framerpc.materialize(env.render())
+    assert isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.shape == (480, 640, 3)
+    y, x, k = np.meshgrid(np.arange(480), np.arange(640), np.arange(3), indexing="ij")
+    want = (y.astype(np.uint8) ^ x.astype(np.uint8) ^ (k * 85).astype(np.uint8))
+    np.testing.assert_array_equal(img, want)
+    a = np.arange(1000 * 1000, dtype=np.float32).reshape(1000, 1000)
+    back = framerpc.materialize(c.root("sim").echo(a))
+    assert back.dtype == np.float32 and back.shape == (1000, 1000)
+    np.testing.assert_array_equal(back, a)
+
+
+# -- refusals: all or nothing, reported once alongside the next reply -----------------
+
+
+def raw_session(sim_addr):
+    host, port = sim_addr.replace("tcp://", "").rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=5)
+
+    def frame(kind, cid, obj):
+        p = msgpack.packb(obj, use_bin_type=True)
+        s.sendall(struct.pack("<IBBHI", len(p), kind, 0, 0xFF10, cid) + p)
+
+    def reply():
+        got = b""
+        while len(got) < 12 or len(got) < 12 + struct.unpack_from("<I", got)[0]:
+            chunk = s.recv(65536)
+            assert chunk
+            got += chunk
+        return fr.decode_frame(got)
+
+    return s, frame, reply
+
+
+def test_a_refused_notify_runs_nothing_and_rides_on_the_next_reply(sim_addr):
+    s, frame, reply = raw_session(sim_addr)
+    with s:
+        frame(4, 0, [[], [[1, 1, ["sim", [0, "make"]], ["pendulum"], {}]], None])
+        # slot 1 is in use: the whole NOTIFY is refused, the step into slot 2 does not run
+        frame(4, 0, [[], [[1, 1, ["math", [0, "pow"]], [2, 1], {}],
+                          [1, 2, [1, [0, "step"]], [act(0.5).tobytes()], {}]], None])
+        frame(4, 0, [[], [[1, 3, [1, [0, "step"]], [framerpc.dynamic._nd.encode_array(act(0.5))], {}]], None])
+        frame(1, 1, [[], [], [3, [1, 4]]])
+        h, p = reply()
+        assert (h.kind, h.id) == (fr.REPLY, 1)
+        env = msgpack.unpackb(p)
+        assert isinstance(env, msgpack.ExtType) and env.code == 3
+        refusals, unlisted, value = msgpack.unpackb(env.data)
+        assert value == {"steps": 1}, "the step into slot 2 never ran"
+        assert unlisted == 0 and len(refusals) == 1
+        r = refusals[0]
+        assert (r["request"], r["calls"], r["slots"], r["code"]) == (2, 2, [1, 2], 2)
+        assert r["message"].startswith("slot 1 is in use (it holds sim.make())")
+        assert r["message"].endswith("none of its 2 calls ran")
+        frame(1, 2, [[], [], None])
+        h, p = reply()
+        assert p == b"\xc0", "reported once"
+
+
+def test_a_call_that_reuses_a_slot_gets_its_own_error(sim_addr):
+    s, frame, reply = raw_session(sim_addr)
+    with s:
+        frame(4, 0, [[], [[1, 1, ["sim", [0, "make"]], ["pendulum"], {}]], None])
+        frame(1, 1, [[], [[1, 2, ["math", [0, "pow"]], [2, 1], {}], [1, 1, ["math", [0, "pow"]], [2, 1], {}]], [2]])
+        h, p = reply()
+        assert h.kind == fr.ERROR and struct.unpack("<H", p[:2])[0] == 2
+        msg = p[2:].decode()
+        assert msg.startswith("slot 1 is in use") and "one-way" not in msg, msg
+        # slot 2 holds the refusal: its call did not run
+        frame(1, 2, [[], [], [2]])
+        h, p = reply()
+        assert h.kind == fr.ERROR and "(handle 2) not run: its request was refused" in p[2:].decode()
+
+
+def test_the_python_session_keeps_refusals_and_sync_raises_them_once(c):
+    env = c.root("sim").make("pendulum")
+    framerpc.materialize(env.name)
+    slot = env._base.id
+    c.notify_raw(0xFF10, msgpack.packb([[], [[1, slot, ["math", [0, "pow"]], [2, 1], {}]], None]))
+    assert framerpc.materialize(env.name) == "pendulum"  # not replaced
+    (r,) = c.session.take_refusals()
+    assert r["slots"] == [slot] and f"slot {slot} is in use" in r["message"]
+    c.sync()
+    c.notify_raw(0xFF10, b"\xc1")
+    with pytest.raises(framerpc.RemoteError, match="1 one-way request was refused .*bad dynamic request") as e:
+        c.sync()
+    assert e.value.code == 2
+    c.sync()  # once
+
+
+# -- describe -----------------------------------------------------------------------
+
+
+def test_describe_a_root_an_object_a_method_and_a_function(c):
+    from framerpc.dynamic import describe
+    d = describe(c.root("sim"))
+    assert (d["kind"], d["name"]) == ("module", "sim") and d["doc"].startswith("Simulated environments")
+    assert [m["name"] for m in d["members"]] == ["echo", "make"]
+    make = d["members"][1]
+    assert make["kind"] == "function" and make["params"] == [{"name": "name", "kind": "positional_or_keyword"}]
+    env = c.root("sim").make("pendulum")
+    o = describe(env)
+    assert (o["kind"], o["class"]) == ("object", "Env")
+    assert [m["name"] for m in o["members"]] == ["get_language_instruction", "name", "render", "reset", "step"]
+    reset = describe(env.reset)
+    assert reset["kind"] == "method" and reset["params"] == [
+        {"name": "seed", "kind": "positional_or_keyword", "default": None}]
+    f = describe(c.root("math").pow)
+    assert [p["name"] for p in f["params"]] == ["x", "y"] and f["doc"] == "x to the power y, as a float."
+    assert describe(c.root("math").pi) == {"kind": "value", "name": "math.pi", "type": "float"}
+    with pytest.raises(framerpc.RemoteError, match="unknown attribute '__class__'"):
+        describe(env._derive((0, "__class__")))
+
+
 # -- the bytes of docs/DYNAMIC.md against the real server ---------------------------
+
+
+def test_dynamic_vectors_replayed_against_the_server(sim_addr, vectors):
+    """docs/vectors.json's dynamic section is one session: every answer, byte for byte."""
+    host, port = sim_addr.replace("tcp://", "").rsplit(":", 1)
+    answers = {v["id"]: v for v in vectors["dynamic"] if v["kind"] in (2, 3)}
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        for v in vectors["dynamic"]:
+            if v["kind"] not in (1, 4):
+                continue
+            s.sendall(bytes.fromhex(v["hex"]))
+            if v["kind"] == 4:
+                continue
+            got = b""
+            while len(got) < 12 or len(got) < 12 + struct.unpack_from("<I", got)[0]:
+                chunk = s.recv(4096)
+                assert chunk
+                got += chunk
+            assert got.hex() == answers[v["id"]]["hex"], v["name"]
+    assert len(answers) == sum(v["kind"] == 1 for v in vectors["dynamic"])
+
 
 
 def test_doc_example_bytes_against_the_server(sim_addr, vectors):

@@ -88,3 +88,11 @@ def test_dynamic_requests_built_as_the_vectors(vectors):
     assert framerpc.is_proxy(p) and p._base.id == 1 << 32
     del p
     assert s.releases == [1 << 32]
+    # the envelope: refusals kept, the value returned
+    env_v = [v for v in vectors["dynamic"] if "envelope" in v["name"]][0]
+    assert s._open(s.unpack(fr.decode_frame(bytes.fromhex(env_v["hex"]))[1])) is None
+    (r,) = s.take_refusals()
+    assert (r["request"], r["slots"], r["code"]) == (7, [3], 2) and "slot 3 is in use" in r["message"]
+    # a describe step as the client writes it
+    desc_v = [v for v in vectors["dynamic"] if v["name"].startswith("CALL describe")][0]
+    assert desc_v["msgpack"][2] == [*math.pow._ref(), [framerpc.dynamic.STEP_DESCRIBE, None]]

@@ -38,7 +38,9 @@ CONVENTIONS = {
                 "msgpack-numpy scalar ({nd: false, type, data}), __ndarray__ (decode only), or binary frame "
                 "(a whole frame whose payload is the ndarray codec; the pad aligns the data to 8 bytes from "
                 "the frame start); value is the array as nested lists"),
-    "dynamic": "frames on command 0xFF10; msgpack is the payload as JSON (ext values only in hex)",
+    "dynamic": ("frames on command 0xFF10, one session against examples/sim_server in order on one connection "
+                "(each REPLY/ERROR has its CALL's id); msgpack is the payload as JSON where JSON can hold it "
+                "(ext and bin values only in hex); array describes an ndarray argument"),
 }
 
 
@@ -201,7 +203,11 @@ def ndarray_section():
 
 
 def dynamic_section():
-    """The dynamic layer on command 0xFF10: msgpack [releases, calls, fetch]."""
+    """The dynamic layer on command 0xFF10: msgpack [releases, calls, fetch].
+
+    One session against examples/sim_server, in order on one connection
+    (python/tests/test_sim.py replays it and compares every answer byte for
+    byte): each REPLY or ERROR has the id of its CALL."""
     import msgpack
 
     def f(name, kind, cid, value, **extra):
@@ -209,18 +215,49 @@ def dynamic_section():
         d["msgpack"] = value
         return d
 
+    def envelope(refusals, unlisted, value):
+        data = msgpack.packb([refusals, unlisted, value], use_bin_type=True)
+        return b"\xc9" + struct.pack(">I", len(data)) + b"\x03" + data
+
+    action = {b"nd": True, b"type": "<f4", b"kind": b"", b"shape": [1], b"data": struct.pack("<f", 0.5)}
     pow_call = [1, 1, ["math", [0, "pow"]], [3, 2], {}]
-    return [
+    in_use = ("slot {} is in use (it holds {}): a call must name a free slot, one never used on this "
+              "connection or released (by an earlier request or by this one's releases); the request was "
+              "refused and none of its 1 call ran")
+    pow_doc = {"kind": "function", "name": "math.pow", "doc": "x to the power y, as a float.",
+               "params": [{"name": "x", "kind": "positional_or_keyword"},
+                          {"name": "y", "kind": "positional_or_keyword"}]}
+    step = [[1], [[1, 3, [2, [0, "step"]], [action], {}]], None]
+    out = [
         f("CALL math.pow(3, 2) into slot 1 and fetch slot 1, in one request", 1, 1, [[], [pow_call], [1]]),
         f("REPLY 9.0 (math.pow returns a float64, as in docs/DYNAMIC.md)", 2, 1, 9.0),
-        f("NOTIFY (as clients pipeline) sim.make('pendulum') into slot 1", 4, 0,
-          [[], [[1, 1, ["sim", [0, "make"]], ["pendulum"], {}]], None]),
-        f("NOTIFY <slot 1>.step(0.5) into slot 2, releasing handle 7 first", 4, 0,
-          [[7], [[1, 2, [1, [0, "step"]], [0.5], {}]], None]),
-        f("CALL fetch <slot 2>[1] (partial materialize)", 1, 2, [[], [], [2, [1, 1]]]),
+        f("NOTIFY (as clients pipeline) sim.make('pendulum') into slot 2", 4, 0,
+          [[], [[1, 2, ["sim", [0, "make"]], ["pendulum"], {}]], None]),
+        frame("NOTIFY <slot 2>.step(float32 array [0.5]) into slot 3, releasing slot 1 first "
+              "(the action is a msgpack-numpy map: bin keys, <f4, shape [1])", 4, 0xFF10, 0,
+              msgpack.packb(step, use_bin_type=True),
+              array={"dtype": "<f4", "shape": [1], "value": [0.5]}),
+        f("CALL fetch <slot 3>[4] (partial materialize: only the info map of step's 5-tuple)", 1, 2,
+          [[], [], [3, [1, 4]]]),
+        f("REPLY {'steps': 1}", 2, 2, {"steps": 1}),
+        f("CALL fetch <slot 2> (an object)", 1, 3, [[], [], [2]]),
         frame("REPLY an object as a handle: ext type 2, u64 big-endian 4294967296", 2, 0xFF10, 3,
               msgpack.packb(msgpack.ExtType(2, struct.pack(">Q", 1 << 32)))),
+        f("CALL describe math.pow (the step [2, nil])", 1, 4, [[], [], ["math", [0, "pow"], [2, None]]]),
+        f("REPLY the description of math.pow", 2, 4, pow_doc),
+        f("NOTIFY math.pow(2, 1) into slot 3, which is in use: refused, nothing runs", 4, 0,
+          [[], [[1, 3, ["math", [0, "pow"]], [2, 1], {}]], None]),
+        f("CALL a barrier (fetch nil): collects the refusal", 1, 5, [[], [], None]),
+        frame("REPLY nil in the envelope (ext 32, type 3): [[refusal of request 7], 0, nil]", 2, 0xFF10, 5,
+              envelope([{"request": 7, "calls": 1, "slots": [3], "code": 2,
+                         "message": in_use.format(3, "sim.make().step()")}], 0, None)),
+        f("CALL math.pow(2, 1) into slot 2, which is in use: its own ERROR, nothing runs", 1, 6,
+          [[], [[1, 2, ["math", [0, "pow"]], [2, 1], {}]], [2]]),
     ]
+    msg = in_use.format(2, "sim.make()")
+    out.append(frame("ERROR 2 BAD_PAYLOAD: slot 2 is in use", 3, 0xFF10, 6,
+                     struct.pack("<H", 2) + msg.encode(), code=2, message=msg))
+    return out
 
 
 def main():

@@ -41,13 +41,15 @@
 //!
 //! The bytes on the wire are specified in `docs/DYNAMIC.md`.
 
+mod describe;
 mod object;
 mod proxy;
 mod space;
 mod value;
 pub mod wire;
 
+pub use describe::{Description, ParamInfo, ParamKind};
 pub use object::{Class, ClassBuilder, Function, Input, Item, Module, Object, Params, Ret};
-pub use proxy::{materialize, Args, Proxy, Session};
+pub use proxy::{materialize, Args, Proxy, Refusal, Session};
 pub use space::{Space, SpaceBuilder, Stats, DYNAMIC};
 pub use value::{FromValue, TypeMismatch, Value, DEFAULT_MAX_DEPTH};

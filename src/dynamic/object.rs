@@ -97,12 +97,33 @@ impl From<Module> for Item {
     }
 }
 
+/// One declared parameter.
+#[derive(Clone, Debug)]
+pub(crate) struct Param {
+    pub(crate) name: String,
+    pub(crate) default: Option<Value>,
+    pub(crate) kw_only: bool,
+}
+
 /// Declared parameters: names in positional order, with optional defaults,
-/// and whether unknown keywords are collected (`**kwargs`).
+/// keyword-only ones, whether unknown keywords are collected (`**kwargs`),
+/// and a doc string. `describe` reports exactly these.
+///
+/// ```
+/// use framerpc::dynamic::Params;
+/// // def reset(seed, options=None, *, render=False): "Starts an episode."
+/// let p = Params::new()
+///     .req("seed")
+///     .opt("options", ())
+///     .kw_opt("render", false)
+///     .doc("Starts an episode.");
+/// # let _ = p;
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Params {
-    list: Vec<(String, Option<Value>)>,
-    var_kwargs: bool,
+    pub(crate) list: Vec<Param>,
+    pub(crate) var_kwargs: bool,
+    pub(crate) doc: Option<String>,
 }
 
 impl Params {
@@ -111,18 +132,38 @@ impl Params {
         Self::default()
     }
 
-    /// A required parameter (positional or keyword).
-    #[must_use]
-    pub fn req(mut self, name: &str) -> Self {
-        self.list.push((name.to_owned(), None));
+    fn push(mut self, name: &str, default: Option<Value>, kw_only: bool) -> Self {
+        self.list.push(Param {
+            name: name.to_owned(),
+            default,
+            kw_only,
+        });
         self
     }
 
-    /// An optional parameter with a default.
+    /// A required parameter (positional or keyword).
     #[must_use]
-    pub fn opt(mut self, name: &str, default: impl Into<Value>) -> Self {
-        self.list.push((name.to_owned(), Some(default.into())));
-        self
+    pub fn req(self, name: &str) -> Self {
+        self.push(name, None, false)
+    }
+
+    /// An optional parameter with a default (positional or keyword).
+    #[must_use]
+    pub fn opt(self, name: &str, default: impl Into<Value>) -> Self {
+        self.push(name, Some(default.into()), false)
+    }
+
+    /// A required keyword-only parameter (Python's `*, name`): it cannot
+    /// be given positionally.
+    #[must_use]
+    pub fn kw(self, name: &str) -> Self {
+        self.push(name, None, true)
+    }
+
+    /// An optional keyword-only parameter with a default.
+    #[must_use]
+    pub fn kw_opt(self, name: &str, default: impl Into<Value>) -> Self {
+        self.push(name, Some(default.into()), true)
     }
 
     /// Accepts keywords that are not declared (see [`Input::extra_kwargs`]).
@@ -132,8 +173,15 @@ impl Params {
         self
     }
 
+    /// The doc string `describe` reports for the function or method.
+    #[must_use]
+    pub fn doc(mut self, text: &str) -> Self {
+        self.doc = Some(text.to_owned());
+        self
+    }
+
     fn index(&self, name: &str) -> Option<usize> {
-        self.list.iter().position(|(n, _)| n == name)
+        self.list.iter().position(|p| p.name == name)
     }
 
     /// Matches positional and keyword arguments to the parameters, or says
@@ -144,7 +192,10 @@ impl Params {
         args: Vec<Item>,
         kwargs: Vec<(String, Item)>,
     ) -> Result<Input<'_>, HandlerError> {
-        let n = self.list.len();
+        let positional: Vec<usize> = (0..self.list.len())
+            .filter(|&i| !self.list[i].kw_only)
+            .collect();
+        let n = positional.len();
         if args.len() > n {
             return Err(format!(
                 "wrong arity: {fname}() takes {n} positional argument{} but {} were given",
@@ -153,8 +204,10 @@ impl Params {
             )
             .into());
         }
-        let mut values: Vec<Option<Item>> = args.into_iter().map(Some).collect();
-        values.resize(n, None);
+        let mut values: Vec<Option<Item>> = vec![None; self.list.len()];
+        for (v, &i) in args.into_iter().zip(&positional) {
+            values[i] = Some(v);
+        }
         let mut extra = Vec::new();
         for (k, v) in kwargs {
             match self.index(&k) {
@@ -174,11 +227,13 @@ impl Params {
         let values = values
             .into_iter()
             .zip(&self.list)
-            .map(|(v, (name, default))| match (v, default) {
+            .map(|(v, p)| match (v, &p.default) {
                 (Some(v), _) => Ok(v),
                 (None, Some(d)) => Ok(Item::Data(d.clone())),
                 (None, None) => Err(HandlerError::from(format!(
-                    "wrong arity: {fname}() missing required argument '{name}'"
+                    "wrong arity: {fname}() missing required {}argument '{}'",
+                    if p.kw_only { "keyword-only " } else { "" },
+                    p.name
                 ))),
             })
             .collect::<Result<_, _>>()?;
@@ -216,6 +271,28 @@ impl Input<'_> {
     pub fn get<T: FromValue>(&self, name: &str) -> Result<T, HandlerError> {
         match self.item(name) {
             Some(Item::Data(v)) => T::from_value(v.clone())
+                .map_err(|e| HandlerError::from(format!("argument '{name}': {e}"))),
+            Some(other) => Err(format!(
+                "argument '{name}': expected data, found {}",
+                other.kind_name()
+            )
+            .into()),
+            None => Err(format!("no parameter named '{name}'").into()),
+        }
+    }
+
+    /// The argument as an array of `T` of exactly `shape`; the error
+    /// names the parameter and both dtypes and shapes (`argument 'action':
+    /// expected float32 array of shape (1,), found float64 array of shape
+    /// (1, 1)`). See docs/DYNAMIC.md, "Arrays", for the rules.
+    #[cfg(feature = "ndarray")]
+    pub fn array<T: crate::ndarray::Element, D: ndarray::Dimension>(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<ndarray::Array<T, D>, HandlerError> {
+        match self.item(name) {
+            Some(Item::Data(v)) => crate::ndarray::array_of_shape(v, shape)
                 .map_err(|e| HandlerError::from(format!("argument '{name}': {e}"))),
             Some(other) => Err(format!(
                 "argument '{name}': expected data, found {}",
@@ -303,6 +380,7 @@ impl Function {
 #[derive(Default)]
 pub struct Module {
     pub(crate) items: BTreeMap<String, Item>,
+    pub(crate) doc: Option<String>,
 }
 
 impl fmt::Debug for Module {
@@ -343,6 +421,13 @@ impl Module {
         self.item(name, Item::Module(Arc::new(m)))
     }
 
+    /// The doc string `describe` reports for the module.
+    #[must_use]
+    pub fn doc(mut self, text: &str) -> Self {
+        self.doc = Some(text.to_owned());
+        self
+    }
+
     /// Adds any item (an object shared by every connection, for example).
     #[must_use]
     pub fn item(mut self, name: &str, item: impl Into<Item>) -> Self {
@@ -360,6 +445,7 @@ pub(crate) struct ClassInner {
     pub(crate) name: String,
     pub(crate) methods: BTreeMap<String, Method>,
     pub(crate) attrs: BTreeMap<String, GetterBox>,
+    pub(crate) doc: Option<String>,
 }
 
 /// A class of objects whose state is a `T`: methods and attributes.
@@ -411,6 +497,7 @@ impl<T: Any + Send> Class<T> {
                 name: name.to_owned(),
                 methods: BTreeMap::new(),
                 attrs: BTreeMap::new(),
+                doc: None,
             },
             _t: PhantomData,
         }
@@ -441,6 +528,12 @@ impl<T: Any + Send> ClassBuilder<T> {
         self.inner
             .methods
             .insert(name.to_owned(), Method { params, f });
+        self
+    }
+
+    /// The doc string `describe` reports for objects of the class.
+    pub fn doc(mut self, text: &str) -> Self {
+        self.inner.doc = Some(text.to_owned());
         self
     }
 

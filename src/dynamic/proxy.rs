@@ -19,9 +19,10 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use parking_lot::Mutex;
 
+use super::describe::Description;
 use super::space::DYNAMIC;
 use super::value::{put_array_len, put_ext, FromValue, Value, DEFAULT_MAX_DEPTH};
-use super::wire::{put_call, put_ref, put_releases, Base, Step, EXT_HANDLE, EXT_REF};
+use super::wire::{put_call, put_ref, put_releases, Base, Step, EXT_ENVELOPE, EXT_HANDLE, EXT_REF};
 use crate::client::Client;
 use crate::error::{DecodeError, Error, ErrorCode};
 use crate::peer::Peer;
@@ -31,6 +32,33 @@ struct SessionInner {
     command: u16,
     next_slot: AtomicU64,
     releases: Mutex<Vec<u64>>,
+    refusals: Mutex<Vec<Refusal>>,
+}
+
+/// A one-way request the server refused: none of its calls ran, and the
+/// slots it named hold this refusal (materializing them, or anything that
+/// depends on them, returns it). Reported once, alongside the next reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The request's number on this connection and command, counting
+    /// every NOTIFY and CALL the server received from 1 (0: a summary of
+    /// refusals the server did not list).
+    pub request: u64,
+    /// How many calls it carried (0 if it did not decode).
+    pub calls: u64,
+    /// The slots its calls named (at most the first 32).
+    pub slots: Vec<u64>,
+    /// The error code (2 BAD_PAYLOAD for a malformed request or a reused
+    /// slot, 3 HANDLER for a full handle table).
+    pub code: ErrorCode,
+    /// Why, naming the rule it broke.
+    pub message: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request {}: {}", self.request, self.message)
+    }
 }
 
 impl SessionInner {
@@ -50,12 +78,9 @@ impl Drop for SessionInner {
         // connection is up (best effort; disconnecting frees it anyway).
         let ids = self.take_releases();
         if !ids.is_empty() && self.peer.is_connected() {
-            let mut b = BytesMut::new();
-            put_array_len(&mut b, 3);
-            put_releases(&mut b, &ids);
-            put_array_len(&mut b, 0);
-            b.put_u8(0xc0);
-            let _ = self.peer.notify_raw(self.command, &b);
+            let _ = self
+                .peer
+                .notify_with(self.command, |b| put_releases_only(b, &ids));
         }
     }
 }
@@ -88,6 +113,7 @@ impl Session {
             command,
             next_slot: AtomicU64::new(1),
             releases: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
         }))
     }
 
@@ -101,9 +127,32 @@ impl Session {
     }
 
     /// Waits until the server has run every call sent so far (one round
-    /// trip); reports a request the server refused.
+    /// trip). If one-way requests were refused and not yet taken with
+    /// [`Session::take_refusals`], returns them as one error (code of the
+    /// first) and forgets them: each refusal is reported once.
     pub fn sync(&self) -> Result<(), Error> {
-        request(&self.0, None).map(drop)
+        request(&self.0, None)?;
+        let refused = self.take_refusals();
+        let Some(first) = refused.first() else {
+            return Ok(());
+        };
+        let all: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        Err(Error::remote(
+            first.code,
+            format!(
+                "{} one-way request{} refused (none of {} calls ran): {}",
+                refused.len(),
+                if refused.len() == 1 { " was" } else { "s were" },
+                if refused.len() == 1 { "its" } else { "their" },
+                all.join("; ")
+            ),
+        ))
+    }
+
+    /// One-way requests the server reported refused since the last call
+    /// of this (or of [`Session::sync`]); each is reported once.
+    pub fn take_refusals(&self) -> Vec<Refusal> {
+        std::mem::take(&mut *self.0.refusals.lock())
     }
 
     /// Sends queued releases now, as one NOTIFY (they otherwise wait for
@@ -113,14 +162,9 @@ impl Session {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut b = BytesMut::new();
-        put_array_len(&mut b, 3);
-        put_releases(&mut b, &ids);
-        put_array_len(&mut b, 0);
-        b.put_u8(0xc0);
         self.0
             .peer
-            .notify_raw(self.0.command, &b)
+            .notify_with(self.0.command, |b| put_releases_only(b, &ids))
             .inspect_err(|_| self.0.requeue(ids))
     }
 
@@ -301,20 +345,16 @@ impl Proxy {
         let s = &self.session;
         let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
         let ids = s.take_releases();
-        let mut b = BytesMut::with_capacity(64);
-        put_array_len(&mut b, 3);
-        put_releases(&mut b, &ids);
-        put_array_len(&mut b, 1);
-        put_call(
-            &mut b,
-            slot,
-            &self.wire_base(),
-            &self.steps,
-            &args.pos,
-            &args.kw,
-        );
-        b.put_u8(0xc0);
-        match s.peer.notify_raw(s.command, &b) {
+        let base = self.wire_base();
+        // Written straight into the frame: an array argument is copied once.
+        let sent = s.peer.notify_with(s.command, |b| {
+            put_array_len(b, 3);
+            put_releases(b, &ids);
+            put_array_len(b, 1);
+            put_call(b, slot, &base, &self.steps, &args.pos, &args.kw);
+            b.put_u8(0xc0);
+        });
+        match sent {
             Ok(()) => self.with_base(PBase::Handle(Arc::new(HandleGuard {
                 id: slot,
                 session: Arc::clone(s),
@@ -351,8 +391,36 @@ impl Proxy {
         if let PBase::Failed(f) = &self.base {
             return Err(Error::remote(f.0, f.1.clone()));
         }
-        let v = request(&self.session, Some(self))?;
-        T::from_value(v).map_err(|e| Error::Decode(DecodeError::Invalid(e.expected)))
+        let v = request(&self.session, Some((self, None)))?;
+        T::from_value(v).map_err(|e| Error::Decode(DecodeError::from(e)))
+    }
+
+    /// What this root, module, object, function or method declares: its
+    /// kind, members, parameters (defaults, keyword-only markers) and doc
+    /// string. One round trip; nothing runs on the server.
+    ///
+    /// ```
+    /// use framerpc::dynamic::{Module, Params, Session, Space};
+    /// use framerpc::{Client, Router, Server};
+    /// let math = Module::new().doc("Numbers.").function(
+    ///     "pow",
+    ///     Params::new().req("x").opt("y", 2).doc("x to the power y."),
+    ///     |a| Ok(a.get::<f64>("x")?.powf(a.get("y")?)),
+    /// );
+    /// let space = Space::builder().root("math", math).build();
+    /// let server = Server::bind("127.0.0.1:0", space.install(Router::new())?)?;
+    /// let client = Client::connect(server.local_addr())?;
+    /// let d = Session::new(&client).root("math").describe()?;
+    /// assert_eq!((d.kind.as_str(), d.doc.as_deref()), ("module", Some("Numbers.")));
+    /// assert_eq!(d.member("pow").unwrap().to_string(), "pow(x, y=2)");
+    /// # Ok::<(), framerpc::Error>(())
+    /// ```
+    pub fn describe(&self) -> Result<Description, Error> {
+        if let PBase::Failed(f) = &self.base {
+            return Err(Error::remote(f.0, f.1.clone()));
+        }
+        let v = request(&self.session, Some((self, Some(Step::Describe))))?;
+        Description::from_value(v).map_err(|e| Error::Decode(DecodeError::from(e)))
     }
 
     /// A readable name: the root or handle, then the steps.
@@ -369,6 +437,7 @@ impl Proxy {
                     s.push_str(n);
                 }
                 Step::Index(k) => s.push_str(&format!("[{k}]")),
+                Step::Describe => s.push_str(".<describe>"),
             }
         }
         s
@@ -392,24 +461,95 @@ pub fn materialize<T: FromValue>(p: &Proxy) -> Result<T, Error> {
     p.materialize()
 }
 
-/// One CALL: queued releases, no calls, and `fetch` (or nil).
-fn request(s: &Arc<SessionInner>, fetch: Option<&Proxy>) -> Result<Value, Error> {
+fn put_releases_only(b: &mut BytesMut, ids: &[u64]) {
+    put_array_len(b, 3);
+    put_releases(b, ids);
+    put_array_len(b, 0);
+    b.put_u8(0xc0);
+}
+
+/// One CALL: queued releases, no calls, and `fetch` (or nil), with one
+/// more step after the proxy's own if given.
+fn request(s: &Arc<SessionInner>, fetch: Option<(&Proxy, Option<Step>)>) -> Result<Value, Error> {
     let ids = s.take_releases();
-    let mut b = BytesMut::with_capacity(64);
-    put_array_len(&mut b, 3);
-    put_releases(&mut b, &ids);
-    put_array_len(&mut b, 0);
-    match fetch {
-        Some(p) => put_ref(&mut b, &p.wire_base(), &p.steps),
-        None => b.put_u8(0xc0),
-    }
-    let reply = s.peer.call_raw(s.command, &b, None);
+    let reply = s.peer.call_with(s.command, None, |b| {
+        put_array_len(b, 3);
+        put_releases(b, &ids);
+        put_array_len(b, 0);
+        match fetch {
+            Some((p, None)) => put_ref(b, &p.wire_base(), &p.steps),
+            Some((p, Some(extra))) => {
+                let mut steps = p.steps.clone();
+                steps.push(extra);
+                put_ref(b, &p.wire_base(), &steps);
+            }
+            None => b.put_u8(0xc0),
+        }
+    });
     if matches!(&reply, Err(e) if e.code().is_none()) {
         // Not sent (or no answer): keep the releases for later.
         s.requeue(ids);
     }
     let v = Value::decode_with_depth(reply?, DEFAULT_MAX_DEPTH)?;
+    let v = match v {
+        Value::Ext(EXT_ENVELOPE, data) => open_envelope(s, data)?,
+        v => v,
+    };
     Ok(adopt(s, v))
+}
+
+/// The reply envelope `[refusals, unlisted, value]`: keeps the refusals
+/// for [`Session::take_refusals`] and returns the value.
+fn open_envelope(s: &Arc<SessionInner>, data: bytes::Bytes) -> Result<Value, Error> {
+    let bad = || {
+        Error::Decode(DecodeError::Invalid(
+            "a reply envelope [refusals, unlisted, value]",
+        ))
+    };
+    let Value::Array(parts) = Value::decode_with_depth(data, DEFAULT_MAX_DEPTH)? else {
+        return Err(bad());
+    };
+    let [refusals, unlisted, value]: [Value; 3] = parts.try_into().map_err(|_| bad())?;
+    let Value::Array(refusals) = refusals else {
+        return Err(bad());
+    };
+    let mut got: Vec<Refusal> = refusals
+        .iter()
+        .map(|r| Refusal {
+            request: r.get("request").and_then(Value::as_i64).unwrap_or(0) as u64,
+            calls: r.get("calls").and_then(Value::as_i64).unwrap_or(0) as u64,
+            slots: match r.get("slots") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_i64())
+                    .map(|x| x as u64)
+                    .collect(),
+                _ => Vec::new(),
+            },
+            code: ErrorCode(
+                r.get("code")
+                    .and_then(Value::as_i64)
+                    .and_then(|c| u16::try_from(c).ok())
+                    .unwrap_or(ErrorCode::BAD_PAYLOAD.0),
+            ),
+            message: r
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("refused")
+                .to_owned(),
+        })
+        .collect();
+    if let Some(n) = unlisted.as_i64().filter(|&n| n > 0) {
+        got.push(Refusal {
+            request: 0,
+            calls: 0,
+            slots: Vec::new(),
+            code: ErrorCode::BAD_PAYLOAD,
+            message: format!("{n} more one-way requests were refused (the server lists 64)"),
+        });
+    }
+    s.refusals.lock().extend(got);
+    Ok(value)
 }
 
 /// Turns handles (ext type 2) in a reply into proxies.

@@ -14,19 +14,24 @@
 //! default of a [`Router`]: do not raise [`Router::concurrency`] on a router
 //! that carries a space.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
 
+use super::describe::describe;
 use super::object::{Item, Module};
+use super::value::{put_array_len, put_map_len, put_str, put_uint};
 use super::value::{Value, DEFAULT_MAX_DEPTH};
-use super::wire::{handle_ext, ref_from_value, Base, Message, Ref, Step, EXT_REF, SERVER_HANDLES};
+use super::wire::{
+    handle_ext, ref_from_value, Base, CallOp, Message, Ref, Step, EXT_ENVELOPE, EXT_REF,
+    SERVER_HANDLES,
+};
 use crate::command::CommandInfo;
 use crate::error::{Error, ErrorCode, HandlerError};
 use crate::frame::Kind;
@@ -50,12 +55,30 @@ struct Entry {
     label: Arc<str>,
 }
 
+/// Refusal records kept for the next reply; later ones are only counted.
+const MAX_REFUSALS: usize = 64;
+/// Slots a refusal record lists (it also says how many calls there were).
+const MAX_REFUSAL_SLOTS: usize = 32;
+
+/// A refused one-way request, reported alongside the next REPLY.
+struct Refused {
+    request: u64,
+    calls: usize,
+    slots: Vec<u64>,
+    code: ErrorCode,
+    message: String,
+}
+
 #[derive(Default)]
 struct Table {
     entries: HashMap<u64, Entry>,
     next_server_handle: u64,
-    /// Why an earlier one-way request was refused, told to the next CALL.
-    broken: Option<String>,
+    /// Requests this connection has sent the space (NOTIFY and CALL).
+    requests: u64,
+    /// Refused one-way requests not yet reported.
+    refused: Vec<Refused>,
+    /// Refused one-way requests beyond `MAX_REFUSALS`, not yet reported.
+    unlisted: u64,
 }
 
 enum Failed {
@@ -258,6 +281,13 @@ impl Space {
         }
     }
 
+    /// Frees connection `conn_id`'s table as its end does. For tests and
+    /// fuzzing, with [`Space::serve`].
+    #[doc(hidden)]
+    pub fn end_connection(&self, conn_id: u64) {
+        self.drop_connection(conn_id);
+    }
+
     fn drop_connection(&self, conn_id: u64) {
         let removed = self.0.tables.lock().remove(&conn_id);
         drop(removed); // objects are dropped outside the tables lock
@@ -280,14 +310,28 @@ impl Space {
         payload: Bytes,
         out: &mut BytesMut,
     ) -> Result<(), HandlerError> {
+        self.serve(ctx.conn_id(), ctx.header.kind == Kind::Call, payload, out)
+    }
+
+    /// Serves one request of connection `conn_id` as the handler does (a
+    /// CALL if `is_call`, else a NOTIFY), appending the reply payload to
+    /// `out`. For tests and fuzzing: the handler calls this.
+    #[doc(hidden)]
+    pub fn serve(
+        &self,
+        conn_id: u64,
+        is_call: bool,
+        payload: Bytes,
+        out: &mut BytesMut,
+    ) -> Result<(), HandlerError> {
         let c = &self.0.counters;
         c.messages.fetch_add(1, Ordering::Relaxed);
-        let is_call = ctx.header.kind == Kind::Call;
         if is_call {
             c.round_trips.fetch_add(1, Ordering::Relaxed);
         }
-        let table = self.table(ctx.conn_id());
+        let table = self.table(conn_id);
         let mut t = table.lock();
+        t.requests += 1;
         let msg = Value::decode_with_depth(payload, self.0.max_depth)
             .map_err(|e| e.to_string())
             .and_then(Message::from_value);
@@ -295,108 +339,225 @@ impl Space {
             Ok(m) => m,
             Err(why) => {
                 let why = format!("bad dynamic request: {why}");
-                if is_call {
-                    return Err(HandlerError::library(ErrorCode::BAD_PAYLOAD, why));
-                }
-                t.broken.get_or_insert(why);
-                return Ok(());
+                return self.refuse(&mut t, is_call, &[], ErrorCode::BAD_PAYLOAD, why);
             }
         };
-        if msg.fetch.is_some() && !is_call {
-            // A one-way request cannot carry an answer: refuse it whole
-            // rather than hand out a handle the client never learns about.
-            t.broken.get_or_insert_with(|| {
-                "a one-way request asked for a fetch; it was not run".into()
-            });
-            return Ok(());
+        if let Some((code, why)) = self.check(&t, is_call, &msg) {
+            return self.refuse(&mut t, is_call, &msg.calls, code, why);
         }
+        // Accepted: releases first, then every call in order.
         for id in &msg.releases {
             if t.entries.remove(id).is_some() {
                 c.released.fetch_add(1, Ordering::Relaxed);
             }
         }
         for call in msg.calls {
-            if t.entries.contains_key(&call.slot) {
-                t.broken.get_or_insert(format!(
-                    "slot {} is already in use; the call into it was not run",
-                    call.slot
-                ));
-                continue;
-            }
-            if t.entries.len() >= self.0.max_handles {
-                // Over the bound: the call is not run; its slot holds the
-                // error (while within a slack of one more table's worth,
-                // so a flood cannot grow the table without limit).
-                if t.entries.len() < 2 * self.0.max_handles {
-                    let label = ref_label(&t, &call.target);
-                    let f = Failure {
-                        code: ErrorCode::HANDLER,
-                        message: format!(
-                            "call {label}() (handle {}) not run: handle table full ({} handles, \
-                             the bound); drop proxies to release them",
-                            call.slot, self.0.max_handles
-                        ),
-                    };
-                    t.entries.insert(
-                        call.slot,
-                        Entry {
-                            item: Err(Arc::new(f)),
-                            label: clip(format!("{label}()")).into(),
-                        },
-                    );
-                }
-                continue;
-            }
             c.calls.fetch_add(1, Ordering::Relaxed);
             let entry = self.run_call(&mut t, &call.target, call.args, call.kwargs, call.slot);
             t.entries.insert(call.slot, entry);
         }
-        if let Some(why) = t.broken.take() {
-            if is_call {
-                return Err(HandlerError::library(
+        if !is_call {
+            return Ok(());
+        }
+        let v = match msg.fetch {
+            Some(r) => self.fetch(&mut t, &r)?,
+            None => Value::Nil,
+        };
+        self.reply(&mut t, &v, out);
+        Ok(())
+    }
+
+    /// Why a request that decoded must be refused whole, if it must.
+    fn check(&self, t: &Table, is_call: bool, msg: &Message) -> Option<(ErrorCode, String)> {
+        if !is_call && msg.fetch.is_some() {
+            return Some((
+                ErrorCode::BAD_PAYLOAD,
+                "a one-way request (NOTIFY) cannot fetch: its fetch must be nil (send a CALL \
+                 to get a value back)"
+                    .into(),
+            ));
+        }
+        let released: HashSet<u64> = msg
+            .releases
+            .iter()
+            .copied()
+            .filter(|id| t.entries.contains_key(id))
+            .collect();
+        let mut named = HashSet::with_capacity(msg.calls.len().min(4096));
+        for call in &msg.calls {
+            if !named.insert(call.slot) {
+                return Some((
                     ErrorCode::BAD_PAYLOAD,
-                    format!("an earlier one-way request was refused: {why}"),
+                    format!(
+                        "slot {} is named by two calls of this request: each call needs a \
+                         slot of its own",
+                        call.slot
+                    ),
                 ));
             }
-            t.broken = Some(why);
+            if let Some(e) = t.entries.get(&call.slot) {
+                if !released.contains(&call.slot) {
+                    return Some((
+                        ErrorCode::BAD_PAYLOAD,
+                        format!(
+                            "slot {} is in use (it holds {}): a call must name a free slot, \
+                             one never used on this connection or released (by an earlier \
+                             request or by this one's releases)",
+                            call.slot, e.label
+                        ),
+                    ));
+                }
+            }
         }
-        if let Some(r) = msg.fetch {
-            let item = match self.resolve(&t, &r) {
-                Ok(item) => item,
-                Err(Failed::Poisoned(f)) => {
-                    return Err(HandlerError::library(f.code, f.message.clone()))
-                }
-                Err(Failed::Error(e)) => return Err(e),
+        let live = t.entries.len() - released.len();
+        if !msg.calls.is_empty() && live + msg.calls.len() > self.0.max_handles {
+            return Some((
+                ErrorCode::HANDLER,
+                format!(
+                    "handle table full ({} handles, the bound; {live} held, {} more needed); \
+                     drop proxies to release them",
+                    self.0.max_handles,
+                    msg.calls.len()
+                ),
+            ));
+        }
+        None
+    }
+
+    /// Refuses a request whole: none of its calls runs and its releases
+    /// are not applied. The free slots its calls named hold the refusal
+    /// (so what depends on them reports it); a CALL is answered with the
+    /// error, a NOTIFY's refusal waits for the next reply.
+    fn refuse(
+        &self,
+        t: &mut Table,
+        is_call: bool,
+        calls: &[CallOp],
+        code: ErrorCode,
+        why: String,
+    ) -> Result<(), HandlerError> {
+        let n = calls.len();
+        let message = format!(
+            "{why}; the request was refused and none of its {n} call{} ran",
+            if n == 1 { "" } else { "s" }
+        );
+        for call in calls {
+            if t.entries.contains_key(&call.slot) || t.entries.len() >= 2 * self.0.max_handles {
+                continue;
+            }
+            let label = ref_label(t, &call.target);
+            let f = Failure {
+                code,
+                message: format!(
+                    "call {label}() (handle {}) not run: its request was refused: {why}",
+                    call.slot
+                ),
             };
-            let v = match item {
-                Item::Data(v) => v,
-                other => {
-                    if t.entries.len() >= self.0.max_handles {
-                        return Err(format!(
-                            "handle table full ({} handles, the bound): cannot hand out {}",
-                            self.0.max_handles,
-                            other.kind_name()
-                        )
-                        .into());
-                    }
-                    let id = t.next_server_handle;
-                    t.next_server_handle += 1;
-                    let label: Arc<str> = ref_label(&t, &r).into();
-                    t.entries.insert(
-                        id,
-                        Entry {
-                            item: Ok(other),
-                            label,
-                        },
-                    );
-                    handle_ext(id)
-                }
-            };
-            v.encode(out);
-        } else if is_call {
-            Value::Nil.encode(out);
+            t.entries.insert(
+                call.slot,
+                Entry {
+                    item: Err(Arc::new(f)),
+                    label: clip(format!("{label}()")).into(),
+                },
+            );
+        }
+        if is_call {
+            return Err(HandlerError::library(code, message));
+        }
+        if t.refused.len() < MAX_REFUSALS {
+            let request = t.requests;
+            t.refused.push(Refused {
+                request,
+                calls: n,
+                slots: calls
+                    .iter()
+                    .take(MAX_REFUSAL_SLOTS)
+                    .map(|c| c.slot)
+                    .collect(),
+                code,
+                message,
+            });
+        } else {
+            t.unlisted += 1;
         }
         Ok(())
+    }
+
+    /// The value `fetch` names; an object gets a server-made handle.
+    fn fetch(&self, t: &mut Table, r: &Ref) -> Result<Value, HandlerError> {
+        let item = match self.resolve(t, r) {
+            Ok(item) => item,
+            Err(Failed::Poisoned(f)) => {
+                return Err(HandlerError::library(f.code, f.message.clone()))
+            }
+            Err(Failed::Error(e)) => return Err(e),
+        };
+        Ok(match item {
+            Item::Data(v) => v,
+            other => {
+                if t.entries.len() >= self.0.max_handles {
+                    return Err(format!(
+                        "handle table full ({} handles, the bound): cannot hand out {}; the \
+                         request's calls ran, only this fetch failed (release handles and fetch \
+                         again)",
+                        self.0.max_handles,
+                        other.kind_name()
+                    )
+                    .into());
+                }
+                let id = t.next_server_handle;
+                t.next_server_handle += 1;
+                let label: Arc<str> = ref_label(t, r).into();
+                t.entries.insert(
+                    id,
+                    Entry {
+                        item: Ok(other),
+                        label,
+                    },
+                );
+                handle_ext(id)
+            }
+        })
+    }
+
+    /// Writes the reply: the value, or the envelope (ext type 3 holding
+    /// `[refusals, unlisted, value]`) when one-way requests were refused
+    /// since the last reply, or when the value is itself an ext 3.
+    fn reply(&self, t: &mut Table, v: &Value, out: &mut BytesMut) {
+        let wrap =
+            !t.refused.is_empty() || t.unlisted > 0 || matches!(v, Value::Ext(EXT_ENVELOPE, _));
+        if !wrap {
+            v.encode(out);
+            return;
+        }
+        // ext 32 with its length filled in afterwards: no copy of the value.
+        out.put_u8(0xc9);
+        let len_at = out.len();
+        out.put_u32(0);
+        out.put_i8(EXT_ENVELOPE);
+        let start = out.len();
+        put_array_len(out, 3);
+        put_array_len(out, t.refused.len());
+        for r in t.refused.drain(..) {
+            put_map_len(out, 5);
+            put_str(out, "request");
+            put_uint(out, r.request);
+            put_str(out, "calls");
+            put_uint(out, r.calls as u64);
+            put_str(out, "slots");
+            put_array_len(out, r.slots.len());
+            for s in r.slots {
+                put_uint(out, s);
+            }
+            put_str(out, "code");
+            put_uint(out, u64::from(r.code.0));
+            put_str(out, "message");
+            put_str(out, &r.message);
+        }
+        put_uint(out, std::mem::take(&mut t.unlisted));
+        v.encode(out);
+        let len = (out.len() - start) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
     }
 
     /// Runs one call; the entry holds its result or why it failed.
@@ -512,6 +673,7 @@ impl Space {
             item = match step {
                 Step::Attr(name) => getattr(item, name, &label)?,
                 Step::Index(key) => index(item, key, &label)?,
+                Step::Describe => Item::Data(describe(&item, &label)),
             };
             push_step(&mut label, step);
         }
@@ -577,6 +739,7 @@ fn push_step(label: &mut String, step: &Step) {
             label.push_str(&key.to_string());
             label.push(']');
         }
+        Step::Describe => label.push_str(".<describe>"),
     }
 }
 

@@ -14,6 +14,7 @@
 //! assert_eq!(Value::decode(bytes.into()).unwrap(), v);
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -669,12 +670,25 @@ from_tuple!(0 A, 1 B, 2 C, 3 D, 4 E, 5 F);
 // ---------------------------------------------------------------- FromValue
 
 /// Why a [`Value`] did not convert to the type asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TypeMismatch {
-    /// What the conversion wanted.
-    pub expected: &'static str,
-    /// What the value was.
-    pub found: &'static str,
+    /// What the conversion wanted (`str`, `float32 array of 1 dimension`).
+    pub expected: Cow<'static, str>,
+    /// What the value was (`int`, `float64 array of shape (1, 1)`).
+    pub found: Cow<'static, str>,
+}
+
+impl TypeMismatch {
+    /// A mismatch: what was expected and what was found.
+    pub fn new(
+        expected: impl Into<Cow<'static, str>>,
+        found: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
 }
 
 impl fmt::Display for TypeMismatch {
@@ -687,7 +701,10 @@ impl std::error::Error for TypeMismatch {}
 
 impl From<TypeMismatch> for DecodeError {
     fn from(e: TypeMismatch) -> Self {
-        DecodeError::Invalid(e.expected)
+        DecodeError::Invalid(match e.expected {
+            Cow::Borrowed(s) => s,
+            Cow::Owned(_) => "a value of the type asked for",
+        })
     }
 }
 
@@ -699,10 +716,7 @@ pub trait FromValue: Sized {
 }
 
 fn mismatch<T>(expected: &'static str, v: &Value) -> Result<T, TypeMismatch> {
-    Err(TypeMismatch {
-        expected,
-        found: v.kind_name(),
-    })
+    Err(TypeMismatch::new(expected, v.kind_name()))
 }
 
 impl FromValue for Value {

@@ -12,7 +12,7 @@
 //!           kwargs map str -> value
 //! fetch     nil, or a ref whose value the reply carries (CALL frames only)
 //! ref       [base, step...]; base is a root name (str) or a handle (uint);
-//!           step is [0, "attr"] or [1, key]
+//!           step is [0, "attr"], [1, key] or [2, nil] (describe)
 //! ```
 //!
 //! A reply (to a CALL) is one msgpack value; an object that is not plain
@@ -33,6 +33,12 @@ pub const OP_CALL: u8 = 1;
 pub const STEP_ATTR: u8 = 0;
 /// Step code of an index.
 pub const STEP_INDEX: u8 = 1;
+/// Step code of a description (`[2, nil]`): what the value before it
+/// declares, as plain data.
+pub const STEP_DESCRIBE: u8 = 2;
+/// Ext type of the reply envelope: the data is `[refusals, unlisted,
+/// value]`, sent when one-way requests were refused since the last reply.
+pub const EXT_ENVELOPE: i8 = 3;
 /// Client-chosen slots are below this; handles the server creates (for
 /// objects inside a reply) are at or above it.
 pub const SERVER_HANDLES: u64 = 1 << 32;
@@ -53,6 +59,8 @@ pub enum Step {
     Attr(String),
     /// `[key]`
     Index(Value),
+    /// The description of what the steps before reach.
+    Describe,
 }
 
 /// A path to a remote value: a base and steps.
@@ -105,6 +113,10 @@ pub(crate) fn put_ref(dst: &mut BytesMut, base: &Base, steps: &[Step]) {
             Step::Index(key) => {
                 put_uint(dst, u64::from(STEP_INDEX));
                 key.encode(dst);
+            }
+            Step::Describe => {
+                put_uint(dst, u64::from(STEP_DESCRIBE));
+                dst.put_u8(0xc0);
             }
         }
     }
@@ -260,16 +272,16 @@ pub(crate) fn ref_from_value(v: Value) -> Result<Ref, String> {
     };
     let steps = it
         .map(|s| {
+            const STEP: &str = "a step must be [0, name], [1, key] or [2, nil]";
             let Value::Array(s) = s else {
-                return Err("a step must be [0, name] or [1, key]".to_string());
+                return Err(STEP.to_string());
             };
-            let [code, key]: [Value; 2] = s
-                .try_into()
-                .map_err(|_| "a step must be [0, name] or [1, key]".to_string())?;
+            let [code, key]: [Value; 2] = s.try_into().map_err(|_| STEP.to_string())?;
             match (as_u64(&code), key) {
                 (Some(0), Value::Str(name)) => Ok(Step::Attr(name)),
                 (Some(1), key) => Ok(Step::Index(key)),
-                _ => Err("a step must be [0, name] or [1, key]".to_string()),
+                (Some(2), Value::Nil) => Ok(Step::Describe),
+                _ => Err(STEP.to_string()),
             }
         })
         .collect::<Result<_, _>>()?;
