@@ -1072,8 +1072,11 @@ class Client:
             try:
                 self.list()
             except RemoteError as e:
-                raise type(e)(e.code, f"{e.message} (while looking up {name_or_id!r} in the server's command "
-                                      "table with list)", str(name_or_id), e.call_id) from None
+                err = type(e)(e.code, f"{e.message} (while looking up {name_or_id!r} in the server's command "
+                                      "table with list)", str(name_or_id), e.call_id)
+                if e.code == 6 and not self._token_sent:
+                    err.args = (f"{err} (this client sent no token: pass token= or set FRAMERPC_TOKEN)",)
+                raise err from None
             table = self._commands
         c = table.get(name_or_id)
         if c is None:
