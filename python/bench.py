@@ -215,25 +215,36 @@ def per_op(f, n):
 
 
 def threads8(make_call, per_thread):
-    """calls/s of 8 threads; make_call() gives each thread its callable."""
-    calls = [make_call() for _ in range(8)]
-    for c in calls:
-        c()
+    """calls/s of 8 threads; each thread gets its callable from make_call() (in that thread)."""
     barrier = threading.Barrier(9)
+    errors = []
 
-    def run(c):
-        barrier.wait()
-        for _ in range(per_thread):
+    def run():
+        try:
+            c = make_call()
             c()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+            barrier.abort()
+            return
+        barrier.wait()
+        try:
+            for _ in range(per_thread):
+                c()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
 
-    ts = [threading.Thread(target=run, args=(c,)) for c in calls]
+    ts = [threading.Thread(target=run) for _ in range(8)]
     for t in ts:
         t.start()
     barrier.wait()
     t0 = time.perf_counter()
     for t in ts:
         t.join()
-    return 8 * per_thread / (time.perf_counter() - t0)
+    dt = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return 8 * per_thread / dt
 
 
 def recv_exact_into(s, mv):

@@ -348,7 +348,6 @@ class _Conn:
         self.role = threading.Lock()  # held by whichever thread reads
         self.kick = threading.Lock()  # released to wake the keeper early
         self.kick.acquire()
-        self.flush_kick = None
         self.last_call = 0.0
         self.heartbeat_id = None
         self.seen = 0
@@ -394,8 +393,7 @@ class _Conn:
             for inb in self.inbound.values():
                 inb.cancelled = True
         self.t.close()
-        for k in (self.kick, self.flush_kick):
-            _kick(k)
+        _kick(self.kick)
         self.client._conn_ended(self)
 
     # -- sending -------------------------------------------------------------------
@@ -409,7 +407,7 @@ class _Conn:
         if self.closed:
             raise Disconnected(self.dead())
         try:
-            first = self.t.send(frame, more)
+            self.t.send(frame, more)
         except Disconnected:
             self._shutdown(self.t.broken or "connection lost while sending")
             raise Disconnected(self.dead()) from None
@@ -424,30 +422,14 @@ class _Conn:
             c.calls_sent += 1
         elif kind == fr.NOTIFY:
             c.notifies_sent += 1
-        if first:
-            self._arrange_flush()
 
-    def _arrange_flush(self) -> None:
-        if self.flush_kick is None:
-            with self.plock:
-                if self.flush_kick is None:
-                    k = threading.Lock()
-                    k.acquire()
-                    threading.Thread(target=self._flusher, args=(k,), name=f"framerpc-flush {self.address}",
-                                     daemon=True).start()
-                    self.flush_kick = k
-        _kick(self.flush_kick)
-
-    def _flusher(self, k) -> None:
-        while True:
-            k.acquire()
-            if self.closed:
-                return
+    def flush(self) -> None:
+        """Sends queued NOTIFYs now (the keeper calls it at least every 20 ms)."""
+        if getattr(self.t, "_queued", None):
             try:
                 self.t.flush()
             except BaseException as e:  # noqa: BLE001 - the connection is gone either way
                 self._shutdown(getattr(self.t, "broken", None) or f"connection lost while sending: {e}")
-                return
 
     def frame(self, kind, cmd, cid, payload) -> bytes:
         n = len(payload)
@@ -492,15 +474,18 @@ class _Conn:
         return cid, w
 
     def notify_raw(self, cmd: int, payload=b"") -> None:
-        """Sends a NOTIFY (one-way). Consecutive NOTIFYs share one write."""
+        """Sends a NOTIFY (one-way). NOTIFYs sent back to back share one
+        write: they go out with the next frame of any kind, or within 20 ms
+        (the keeper flushes them)."""
         self.send(self.frame(fr.NOTIFY, cmd, 0, payload), True)
 
     def notify_frame(self, cmd: int, buf: bytearray) -> None:
+        """A typed NOTIFY: sent at once (with any queued before it)."""
         n = len(buf) - fr.HEADER_LEN
         if n > self.client.max_frame_len:
             raise FrameTooLarge(n, self.client.max_frame_len)
         _HDR.pack_into(buf, 0, n, fr.NOTIFY, 0, cmd, 0)
-        self.send(buf, True)
+        self.send(buf)
 
     # -- waiting -------------------------------------------------------------------
     def _finish(self, cid: int, w: _Waiter, timeout: float | None, name: str):
@@ -704,14 +689,17 @@ class _Conn:
                 self.kick.acquire(timeout=IDLE)
                 if self.closed:
                     break
+                self.flush()
                 if monotonic() - self.last_call < IDLE and not self.pending:
                     continue  # callers are active and read for themselves
                 if not self.role.acquire(False):
                     continue
                 try:
                     while not self.closed:
-                        if not self._step(self.client._tick):
+                        tick = self.client._tick
+                        if not self._step(tick if tick < IDLE else IDLE):
                             break
+                        self.flush()
                         if monotonic() - self.last_call < IDLE and not self.pending:
                             break  # callers are back: leave reading to them
                 finally:

@@ -49,7 +49,7 @@ class TcpTransport:
 
     Writing: one ``sendall`` per frame; NOTIFY frames sent with ``more=True``
     wait in a small queue and go out with the next frame, or when
-    :meth:`flush` runs (the client's flusher does it at once), in one write.
+    :meth:`flush` runs (the client's keeper does within 20 ms), in one write.
     An exception in the middle of a write (KeyboardInterrupt included)
     closes the connection: a partial frame is never followed by another.
     """
@@ -91,8 +91,7 @@ class TcpTransport:
     # -- writing ---------------------------------------------------------------
     def send(self, frame, more: bool = False) -> None:
         """Writes one whole frame (after any queued ones). ``more``: a NOTIFY
-        that may wait for the next write (see :meth:`flush`); returns True
-        when it was queued into an empty queue (the caller arranges a flush)."""
+        that may wait for the next write or :meth:`flush`."""
         with self._wlock:
             if self._closed:
                 raise Disconnected(self.broken or f"connection to {self.peer} closed")
@@ -101,10 +100,9 @@ class TcpTransport:
                 q.append(frame)
                 self._queued_len += len(frame)
                 if self._queued_len < self.FLUSH_AT:
-                    return len(q) == 1
+                    return
                 frame = None
             self._write(frame)
-        return False
 
     def flush(self) -> None:
         """Sends queued NOTIFY frames now."""
@@ -309,8 +307,9 @@ class WsTransport:
         self.broken: str | None = None
 
     mid_frame = False  # websockets hands over whole messages
+    _queued = ()  # every frame is sent at once
 
-    def send(self, frame, more: bool = False) -> bool:
+    def send(self, frame, more: bool = False) -> None:
         from websockets.exceptions import ConnectionClosed
 
         with self._wlock:
@@ -332,7 +331,6 @@ class WsTransport:
                         sock.shutdown(socket.SHUT_RDWR)
                     except (AttributeError, OSError):
                         pass
-        return False
 
     def flush(self) -> None:
         pass
