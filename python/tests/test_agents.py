@@ -73,6 +73,7 @@ def test_broadcast_reaches_every_client(orchestrator):
     a, ia, _ = worker(orchestrator.addr, "a")
     b, ib, _ = worker(orchestrator.addr, "b")
     with a, b:
+        b.ping()  # b's connection is served (so registered) before the broadcast
         assert a.call("shout", "hello everyone") == 2
         ia.wait_for(lambda t: t == "hello everyone")
         ib.wait_for(lambda t: t == "hello everyone")
