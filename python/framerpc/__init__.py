@@ -6,7 +6,19 @@
 5
 """
 
-from .client import Client, CommandInfo, Status, connect, decode_list, encode_list
+from .client import (
+    FAIL_FAST,
+    WAIT,
+    CallContext,
+    Client,
+    CommandInfo,
+    Handlers,
+    Reconnect,
+    Status,
+    connect,
+    decode_list,
+    encode_list,
+)
 from .errors import (
     BadPayload,
     Busy,
@@ -37,7 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Proxy", "is_proxy", "materialize",
-    "connect", "Client", "CommandInfo", "Status", "compile_schema", "encode", "decode",
+    "connect", "Client", "Handlers", "CallContext", "Reconnect", "FAIL_FAST", "WAIT", "CommandInfo", "Status", "compile_schema", "encode", "decode",
     "decode_list", "encode_list", "FramerpcError", "RemoteError", "UnknownCommand", "BadPayload",
     "HandlerError", "Panic", "Busy", "Unauthorized", "TooLarge", "ShuttingDown", "RemoteTimeout",
     "ProtocolError", "Timeout", "CallTimeout", "Disconnected", "FrameTooLarge", "SchemaError",

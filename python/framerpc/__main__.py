@@ -16,7 +16,7 @@ from . import FramerpcError, connect
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m framerpc", description=__doc__.split("\n\n")[0])
     p.add_argument("addr", help="tcp://HOST:PORT, HOST:PORT or ws://HOST:PORT/PATH")
-    p.add_argument("--token", help="auth token (default: FRAMERPC_TOKEN on ws://)")
+    p.add_argument("--token", help="auth token (default: FRAMERPC_TOKEN)")
     p.add_argument("--timeout", type=float, default=30.0, help="call timeout in seconds (default 30)")
     sub = p.add_subparsers(dest="what", required=True)
     sub.add_parser("list", help="print the command table")

@@ -9,7 +9,6 @@ so far) and ``close()``.
 from __future__ import annotations
 
 import inspect
-import os
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -41,9 +40,25 @@ class FrameOverLimit(ProtocolViolation):
 
 
 class TcpTransport:
-    """Raw TCP: frames back to back on one stream."""
+    """Raw TCP: frames back to back on one stream.
+
+    Reading: small frames come out of one reused 128 KiB buffer (one
+    ``recv_into`` usually brings a whole reply); a frame whose payload is
+    over 64 KiB is read straight into a buffer of exactly its length (after
+    the limit check), which is handed on as it is: no copy.
+
+    Writing: one ``sendall`` per frame; NOTIFY frames sent with ``more=True``
+    wait in a small queue and go out with the next frame, or when
+    :meth:`flush` runs (the client's keeper does within 20 ms), in one write.
+    An exception in the middle of a write (KeyboardInterrupt included)
+    closes the connection: a partial frame is never followed by another.
+    """
 
     kind = "tcp"
+    BUF = 128 << 10
+    BIG = 64 << 10
+    #: queued NOTIFY bytes that make the queue go out at once
+    FLUSH_AT = 64 << 10
 
     def __init__(self, host: str, port: int, connect_timeout: float, write_timeout: float, max_frame_len: int):
         try:
@@ -57,62 +72,168 @@ class TcpTransport:
         # its short read timeout (the heartbeat tick) never bounds a write.
         self._r = sock.dup()
         self._wlock = threading.Lock()
-        self._buf = bytearray()
+        self._queued: list = []
+        self._queued_len = 0
+        self._buf = bytearray(self.BUF)
+        self._mv = memoryview(self._buf)
+        self._start = 0  # unread bytes are _buf[_start:_end]
+        self._end = 0
+        self._big = None  # (header, bytearray payload, filled) of a big frame being read
         self._max = max_frame_len
         self._tick = None
         self.received = 0
         self.peer = f"tcp://{host}:{port}"
         self.local = _sockname(sock)
         self._closed = False
+        #: why this side closed the connection (an interrupted write), or None
+        self.broken: str | None = None
 
-    def send(self, frame) -> None:
+    # -- writing ---------------------------------------------------------------
+    def send(self, frame, more: bool = False) -> None:
+        """Writes one whole frame (after any queued ones). ``more``: a NOTIFY
+        that may wait for the next write or :meth:`flush`."""
         with self._wlock:
-            try:
-                self._w.sendall(frame)
-            except OSError as e:
-                self.close()
-                raise Disconnected(f"connection to {self.peer} lost while sending: {e}") from e
+            if self._closed:
+                raise Disconnected(self.broken or f"connection to {self.peer} closed")
+            if more:
+                q = self._queued
+                q.append(frame)
+                self._queued_len += len(frame)
+                if self._queued_len < self.FLUSH_AT:
+                    return
+                frame = None
+            self._write(frame)
 
-    def _fill(self, tick):
+    def flush(self) -> None:
+        """Sends queued NOTIFY frames now."""
+        with self._wlock:
+            if self._queued and not self._closed:
+                self._write(None)
+
+    def _write(self, frame) -> None:
+        q = self._queued
+        if q:
+            data = b"".join(q if frame is None else q + [frame])
+        else:
+            data = frame
+        started = done = False
+        try:
+            q.clear()
+            self._queued_len = 0
+            started = True
+            self._w.sendall(data)
+            done = True
+        except OSError as e:
+            self._close_locked(f"connection to {self.peer} lost while sending: {e}")
+            raise Disconnected(self.broken) from e
+        finally:
+            if started and not done and not self._closed:
+                self._close_locked("the connection was closed because a send was interrupted in the middle "
+                                   "of a frame (a partial frame is never followed by another)")
+
+    def _close_locked(self, reason: str) -> None:
+        self.broken = reason
+        self.close()
+
+    # -- reading ---------------------------------------------------------------
+    @property
+    def mid_frame(self) -> bool:
+        """Whether part of a frame has been read (an interrupted read then
+        leaves the stream unusable)."""
+        return self._big is not None or self._end > self._start
+
+    def _settick(self, tick) -> None:
         if tick != self._tick:
             self._r.settimeout(tick)
             self._tick = tick
+
+    def _recv_into(self, mv, tick):
+        """Reads into ``mv``: the count, TICK, or None at the end."""
+        self._settick(tick)
         try:
-            chunk = self._r.recv(1 << 18)
+            n = self._r.recv_into(mv)
         except socket.timeout:
             return TICK
         except OSError as e:
             if self._closed:
                 return None
             raise Disconnected(f"connection to {self.peer} lost: {e}") from e
-        if not chunk:
+        if not n:
             return None
-        self.received += len(chunk)
-        self._buf += chunk
-        return True
+        self.received += n
+        return n
 
     def recv(self, tick: float):
+        """The next ``(Header, payload)``, TICK after ``tick`` s of silence, or None at a clean end."""
+        if self._big is not None:
+            return self._read_big(tick)
         buf = self._buf
-        while len(buf) < HEADER_LEN:
-            r = self._fill(tick)
-            if r is not True:
-                if r is None and buf:
+        while self._end - self._start < HEADER_LEN:
+            if self._start == self._end:
+                self._start = self._end = 0
+            elif len(buf) - self._start < HEADER_LEN:
+                self._compact()
+            r = self._recv_into(self._mv[self._end:], tick)
+            if r is None:
+                if self._end > self._start:
                     raise Disconnected(f"connection to {self.peer} ended inside a frame header")
-                return r
-            buf = self._buf
-        h = parse_header(buf)
+                return None
+            if r is TICK:
+                return TICK
+            self._end += r
+        s = self._start
+        h = parse_header(self._mv[s:s + HEADER_LEN])
         if h.len > self._max:
             raise FrameOverLimit(h, self._max)
-        end = HEADER_LEN + h.len
-        while len(self._buf) < end:
-            r = self._fill(tick)
+        end = s + HEADER_LEN + h.len
+        if end <= self._end:
+            self._start = end if end < self._end else 0
+            if end == self._end:
+                self._end = 0
+            return h, bytes(self._mv[s + HEADER_LEN:end])
+        if h.len > self.BIG:
+            # exactly the payload's size, filled in place and handed on
+            payload = bytearray(h.len)
+            have = self._end - s - HEADER_LEN
+            payload[:have] = self._mv[s + HEADER_LEN:self._end]
+            self._start = self._end = 0
+            self._big = (h, payload, have)
+            return self._read_big(tick)
+        if end > len(buf):
+            self._compact()
+        while self._end - self._start < HEADER_LEN + h.len:
+            r = self._recv_into(self._mv[self._end:], tick)
             if r is None:
                 raise Disconnected(f"connection to {self.peer} ended inside a frame of {h.len} bytes")
             if r is TICK:
                 return TICK  # the partial frame stays buffered
-        buf = self._buf
-        payload = bytes(buf[HEADER_LEN:end])
-        del buf[:end]
+            self._end += r
+        s = self._start
+        end = s + HEADER_LEN + h.len
+        self._start = end
+        if end == self._end:
+            self._start = self._end = 0
+        return h, bytes(self._mv[s + HEADER_LEN:end])
+
+    def _compact(self) -> None:
+        n = self._end - self._start
+        self._buf[:n] = self._mv[self._start:self._end]
+        self._start, self._end = 0, n
+
+    def _read_big(self, tick):
+        h, payload, have = self._big
+        mv = memoryview(payload)
+        n = len(payload)
+        while have < n:
+            r = self._recv_into(mv[have:], tick)
+            if r is None:
+                raise Disconnected(f"connection to {self.peer} ended inside a frame of {n} bytes")
+            if r is TICK:
+                self._big = (h, payload, have)
+                return TICK
+            have += r
+            self._big = (h, payload, have)
+        self._big = None
         return h, payload
 
     def close(self) -> None:
@@ -148,8 +269,6 @@ class WsTransport:
         except ImportError as e:  # pragma: no cover
             raise ImportError("ws:// needs the websockets package: pip install 'framerpc[ws]'") from e
         headers = {}
-        if token is None:
-            token = os.environ.get("FRAMERPC_TOKEN") or None
         if token is not None:
             if isinstance(token, bytes):
                 token = token.decode("utf-8")
@@ -185,15 +304,36 @@ class WsTransport:
         self.peer = url
         self.local = _sockname(getattr(self._ws, "socket", None))
         self._closed = False
+        self.broken: str | None = None
 
-    def send(self, frame) -> None:
+    mid_frame = False  # websockets hands over whole messages
+    _queued = ()  # every frame is sent at once
+
+    def send(self, frame, more: bool = False) -> None:
         from websockets.exceptions import ConnectionClosed
 
         with self._wlock:
+            if self.broken:
+                raise Disconnected(self.broken)
+            done = False
             try:
-                self._ws.send(bytes(frame) if not isinstance(frame, bytes) else frame)
+                self._ws.send(frame if isinstance(frame, bytes) else bytes(frame))
+                done = True
             except (ConnectionClosed, OSError) as e:
-                raise Disconnected(f"connection to {self.peer} lost while sending: {e}") from e
+                self.broken = f"connection to {self.peer} lost while sending: {e}"
+                raise Disconnected(self.broken) from e
+            finally:
+                if not done and not self.broken:
+                    self.broken = ("the connection was closed because a send was interrupted in the middle "
+                                   "of a frame (a partial frame is never followed by another)")
+                    sock = getattr(self._ws, "socket", None)
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except (AttributeError, OSError):
+                        pass
+
+    def flush(self) -> None:
+        pass
 
     def recv(self, tick: float):
         from websockets.exceptions import ConnectionClosed, ConnectionClosedOK

@@ -7,7 +7,7 @@ import pytest
 
 import framerpc
 
-ws_server = pytest.importorskip("websockets.sync.server")
+import websockets.sync.server as ws_server  # noqa: E402 - the [test] extra installs it
 HDR = struct.Struct("<IBBHI")
 
 
