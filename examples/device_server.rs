@@ -1,9 +1,11 @@
 //! A simulated device (a motor and a camera) behind an exclusive-access
 //! server: one user at a time, the others wait in a FIFO queue, and the
-//! motor is stopped every time a user leaves, whatever the reason.
+//! motor is stopped every time a user's hold ends, whatever the reason.
+//! Reading the position and the frame count are shared commands: anyone
+//! may read them while someone else holds the device.
 //!
 //! ```text
-//! cargo run --example device_server -- 127.0.0.1:7879 [--max-users N] [--refuse] [--wait SECS]
+//! cargo run --example device_server -- 127.0.0.1:7879 [--max-users N] [--refuse] [--wait SECS] [--hold-idle SECS]
 //! ```
 //! Prints `listening on ADDR` once it accepts connections.
 
@@ -28,6 +30,7 @@ struct Motor {
 fn main() -> Result<(), framerpc::Error> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:7879".into());
+    let mut hold_idle = None;
     let (mut max_users, mut policy) = (
         1,
         WhenFull::Queue {
@@ -43,6 +46,12 @@ fn main() -> Result<(), framerpc::Error> {
                 policy = WhenFull::Queue {
                     max_wait: Duration::from_secs_f64(secs),
                 };
+            }
+            "--hold-idle" => {
+                hold_idle = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .map(Duration::from_secs_f64);
             }
             other => eprintln!("ignoring unknown argument {other:?}"),
         }
@@ -68,7 +77,7 @@ fn main() -> Result<(), framerpc::Error> {
             m.moving = false;
             Ok(m.position)
         })
-        .handle(&POSITION, move |()| Ok(m2.lock().position))
+        .handle_shared(&POSITION, move |()| Ok(m2.lock().position))
         .handle(&CAPTURE, move |(w, h)| {
             let n = f1.fetch_add(1, Ordering::Relaxed);
             let pos = m3.lock().position;
@@ -81,20 +90,28 @@ fn main() -> Result<(), framerpc::Error> {
             m4.lock().moving = false;
             Ok(())
         })
-        .handle(&FRAMES, move |()| Ok(frames.load(Ordering::Relaxed)));
+        .handle_shared(&FRAMES, move |()| Ok(frames.load(Ordering::Relaxed)));
 
-    let server = Server::builder()
+    let mut builder = Server::builder()
         .max_users(max_users)
         .when_full(policy)
         .on_release(move |r| {
             motor.lock().moving = false;
-            let who = r.peer.map_or_else(|| "?".into(), |p| p.to_string());
+            let addr = r.peer.map_or_else(|| "?".into(), |p| p.to_string());
+            let who = match &r.name {
+                Some(name) => format!("{name} ({addr})"),
+                None => addr,
+            };
             println!(
-                "released by {who} after {:.1}s: motor stopped",
-                r.held_for.as_secs_f64()
+                "released by {who} after {:.1}s ({:?}): motor stopped",
+                r.held_for.as_secs_f64(),
+                r.reason
             );
-        })
-        .bind(addr.as_str(), router)?;
+        });
+    if let Some(idle) = hold_idle {
+        builder = builder.hold_idle(idle);
+    }
+    let server = builder.bind(addr.as_str(), router)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {}", server.local_addr())?;
     out.flush()?;

@@ -58,7 +58,7 @@ mod worker;
 mod ws;
 
 pub use admission::{Holder, ReleaseReason, Released, Status, WhenFull};
-pub use client::{decode_list, Client, ClientBuilder, Outage, Reconnect};
+pub use client::{decode_list, Client, ClientBuilder, Hold, Outage, Reconnect};
 pub use command::{Command, CommandInfo, Spec};
 pub use error::{DecodeError, Error, ErrorCode, HandlerError, Mismatch, ProtocolError, Side};
 pub use frame::Limits;

@@ -125,7 +125,7 @@ fn refuse_policy_gives_busy_at_once_naming_the_holder() {
     assert_eq!(e.code(), Some(ErrorCode::BUSY), "{e}");
     let msg = e.remote_message().unwrap();
     assert!(
-        msg.contains("held by 127.0.0.1:") && msg.contains("1 of 1"),
+        msg.contains("held by ") && msg.contains(" (127.0.0.1:") && msg.contains("1 of 1"),
         "{msg}"
     );
     assert_eq!(
@@ -201,7 +201,9 @@ fn client_timeout_while_waiting_is_a_clear_timeout() {
     let msg = e.to_string();
     assert!(msg.contains("no reply to use"), "{msg}");
     assert!(
-        msg.contains("held by 127.0.0.1:") && msg.contains("number 1 of 1 in the queue"),
+        msg.contains("held by ")
+            && msg.contains(" (127.0.0.1:")
+            && msg.contains("number 1 of 1 in the queue"),
         "{msg}"
     );
     // Once admitted, a timeout does not ask.

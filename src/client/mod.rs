@@ -30,8 +30,10 @@ use crate::peer::Peer;
 use crate::router::{builtin, Router};
 use crate::tcp::{tune, Socket, TcpReader, TcpWriter};
 
+mod hold;
 mod reconnect;
 
+pub use hold::Hold;
 pub use reconnect::{Outage, Reconnect};
 
 static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
@@ -46,6 +48,8 @@ pub struct ClientBuilder {
     pub(crate) token: Option<Vec<u8>>,
     pub(crate) router: Option<Arc<Router>>,
     pub(crate) reconnect: Option<Reconnect>,
+    /// Sent with `identify` on every (re)connection.
+    pub(crate) name: Option<String>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -68,6 +72,7 @@ impl Default for ClientBuilder {
             token: None,
             router: None,
             reconnect: None,
+            name: hold::default_name(),
         }
     }
 }
@@ -115,6 +120,16 @@ impl ClientBuilder {
         self
     }
 
+    /// The name this connection gives the server (`identify`): BUSY and
+    /// `queue` messages, and the server's list of holders, name it as
+    /// `name (address)`. 1 to 64 bytes of printable text; checked when
+    /// connecting. Default: `user@host` from the environment. Never used
+    /// for authorization.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Connects over raw TCP.
     pub fn connect(self, addr: impl ToSocketAddrs) -> Result<Client, Error> {
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
@@ -142,6 +157,10 @@ impl ClientBuilder {
 
     /// Dials `target`, starts the connection and authenticates on raw TCP.
     fn open(&self, target: &Target) -> Result<(Peer, JoinHandle<()>), Error> {
+        if let Some(name) = &self.name {
+            crate::admission::check_label(name.as_bytes())
+                .map_err(|why| Error::Config(format!("ClientBuilder::name: {why}").into()))?;
+        }
         let (peer_addr, writer, reader) = self.dial(target)?;
         let (peer, reader) = self.open_conn(peer_addr, writer, reader)?;
         if let (Target::Tcp(_), Some(token)) = (target, &self.token) {
@@ -149,6 +168,10 @@ impl ClientBuilder {
                 peer.close();
                 return Err(e);
             }
+        }
+        if let Some(name) = &self.name {
+            // One way: no round trip at connect (an older server ignores it).
+            let _ = peer.notify_raw(builtin::IDENTIFY, name.as_bytes());
         }
         Ok((peer, reader))
     }

@@ -120,6 +120,10 @@ impl Conn {
         if builtin::answered_by_reader(h.cmd) {
             if answer {
                 self.answer_builtin(h, &payload)?;
+            } else if h.cmd == builtin::IDENTIFY {
+                // One way (how clients name themselves at connect): a bad
+                // label is ignored, as every NOTIFY's failure is.
+                let _ = self.seat.who.set_label(&payload);
             }
             return Ok(None);
         }
