@@ -259,7 +259,10 @@ fn frames_errors_and_builtin_replies() {
                 assert_eq!(u64::from(ms), case["value"]["wait_ms"].as_u64().unwrap());
             }
             (Kind::Call | Kind::Notify, 0xFF07) | (Kind::Reply, 0xFF04) => {
-                assert_eq!(std::str::from_utf8(&p).unwrap(), case["value"].as_str().unwrap());
+                assert_eq!(
+                    std::str::from_utf8(&p).unwrap(),
+                    case["value"].as_str().unwrap()
+                );
             }
             (Kind::Error, 0xFF05) => assert_eq!(u16::from_le_bytes([p[0], p[1]]), 5),
             (Kind::Call | Kind::Reply, 0xFF00..=0xFF08) => {}

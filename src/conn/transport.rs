@@ -69,6 +69,7 @@ impl Closer {
 
     /// A closer for the socket under `stream` (a clone of its handle: one
     /// more file descriptor).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub fn new(stream: &TcpStream) -> Option<Self> {
         stream.try_clone().ok().map(|s| Self(Arc::new(s)))
     }
