@@ -20,7 +20,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use framerpc::codec::{U32, UNIT};
 use framerpc::frame::{encode_frame, Kind};
 use framerpc::reserved::RELEASE;
-use framerpc::{Client, Command, Router, Server, WhenFull};
+use framerpc::{Client, Command, Server, WhenFull};
 
 const POSITION: Command<(), u32> = Command::new(40, "position", &UNIT, &U32);
 
