@@ -17,7 +17,7 @@ use std::process::{Child, Command as Proc, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use framerpc::codec::{BYTES, U32};
 use framerpc::{Client, Command, Router, Server, WsConfig};
 use tungstenite::{Message, WebSocket};
