@@ -194,7 +194,7 @@ impl Drop for ServerProc {
 
 enum Conn {
     Framerpc(Client),
-    Plain(WebSocket<TcpStream>),
+    Plain(Box<WebSocket<TcpStream>>),
 }
 
 fn connect(kind: &str, addr: std::net::SocketAddr) -> Conn {
@@ -203,7 +203,7 @@ fn connect(kind: &str, addr: std::net::SocketAddr) -> Conn {
             Conn::Framerpc(Client::connect_ws(&format!("ws://{addr}/bench"), None).unwrap())
         }
         "framerpc_tcp" => Conn::Framerpc(Client::connect(addr).unwrap()),
-        _ => Conn::Plain(plain_client(addr)),
+        _ => Conn::Plain(Box::new(plain_client(addr))),
     }
 }
 
