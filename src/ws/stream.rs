@@ -1261,6 +1261,56 @@ mod tests {
     }
 
     #[test]
+    fn mask_at_offsets_and_mask_into_match_bytewise_xor() {
+        let mask = [0x11, 0x22, 0x44, 0x88];
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        for offset in 0..9 {
+            for n in [0, 1, 3, 63, 64, 65, 130, 300] {
+                let slow: Vec<u8> = data[..n]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[(offset + i) % 4])
+                    .collect();
+                let mut fast = data[..n].to_vec();
+                apply_mask_at(&mut fast, mask, offset);
+                assert_eq!(fast, slow, "apply_mask_at {offset} {n}");
+                let mut copy = vec![0u8; n];
+                mask_into(&mut copy, &data[..n], mask, offset);
+                assert_eq!(copy, slow, "mask_into {offset} {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn pages_are_zeroed_and_keep_contents_when_grown() {
+        let mut p = pages::Pages::new(5000).unwrap();
+        assert!(p.len() >= 5000 && p.iter().all(|&b| b == 0));
+        p[..3].copy_from_slice(b"abc");
+        p.grow(3 << 20).unwrap();
+        assert_eq!(p.len(), 3 << 20);
+        assert_eq!(&p[..3], b"abc");
+        assert!(p[3..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn big_message_pages_come_back_to_their_reader_once() {
+        let spare: Spare = Arc::new(Mutex::new(None));
+        let msg = Msg {
+            store: Store::Pages(take_pages(&spare, 1 << 20).unwrap()),
+            len: 10,
+            expect: Some(10),
+            checked: true,
+        };
+        let b = msg.finish(&spare);
+        assert_eq!(b.len(), 10);
+        let c = b.slice(2..);
+        drop(b);
+        assert!(spare.lock().is_none(), "still in use");
+        drop(c);
+        assert!(spare.lock().is_some(), "back for the next message");
+    }
+
+    #[test]
     fn clip_keeps_char_boundaries() {
         assert_eq!(clip("héllo", 2), "h");
         assert_eq!(clip("abc", 123), "abc");
