@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! taskset -c 0 cargo bench --features ws --bench ws
+//! taskset -c 0 cargo bench --features ws --bench ws -- small_call   # no memory pass
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -130,6 +131,54 @@ fn bench(c: &mut Criterion) {
         b.iter(|| tcp_client.call(&ECHO, big).unwrap())
     });
     g.finish();
+}
+
+/// `FRAMERPC_WS_BENCH_CALLS=SYSTEM:N` (`ws`, `plain`, `tcp`; `ws_echo`,
+/// `plain_echo`, `tcp_echo` for 16 MiB echoes): just N round trips, then
+/// exit. Under `valgrind --tool=callgrind`, the difference between runs
+/// with N and 2N is the instruction count of N round trips, both ends,
+/// whatever the machine's load.
+const CALLS_ENV: &str = "FRAMERPC_WS_BENCH_CALLS";
+
+fn calls_only(spec: &str) -> ! {
+    let (system, n) = spec.split_once(':').expect("SYSTEM:N");
+    let n: usize = n.parse().expect("N");
+    let echo = system.ends_with("_echo");
+    let big = Bytes::from(vec![7u8; BIG]);
+    let small = Bytes::from(framerpc::frame::encode_frame(
+        framerpc::frame::Kind::Call,
+        3,
+        1,
+        &[2, 0, 0, 0, 3, 0, 0, 0],
+    ));
+    let server = Server::builder()
+        .ws(WsConfig::new().mount("/bench", router()).open())
+        .bind("127.0.0.1:0", router())
+        .unwrap();
+    match system.trim_end_matches("_echo") {
+        "plain" => {
+            let mut ws = plain_client(plain_server());
+            let msg = if echo { &big } else { &small };
+            for _ in 0..n {
+                round_trip(&mut ws, msg);
+            }
+        }
+        kind => {
+            let c = if kind == "tcp" {
+                Client::connect(server.local_addr()).unwrap()
+            } else {
+                Client::connect_ws(&server.ws_url("/bench"), None).unwrap()
+            };
+            for _ in 0..n {
+                if echo {
+                    c.call(&ECHO, &big).unwrap();
+                } else {
+                    c.call(&ADD, &(2, 3)).unwrap();
+                }
+            }
+        }
+    }
+    std::process::exit(0);
 }
 
 /// The environment variable that makes this binary a server child.
@@ -264,8 +313,15 @@ fn main() {
     if let Ok(which) = std::env::var(SERVE_ENV) {
         serve_child(&which);
     }
-    // `cargo test --benches` runs each benchmark once: no memory pass.
-    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+    if let Ok(spec) = std::env::var(CALLS_ENV) {
+        calls_only(&spec);
+    }
+    // The memory pass runs unless benchmarks are filtered (`-- small_call`;
+    // `-- memory` runs it alone) or only tested (`cargo test --benches`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let tested = args.iter().any(|a| a == "--test" || a == "--list");
+    if !tested && (filters.is_empty() || filters.iter().any(|f| "memory".contains(f.as_str()))) {
         memory();
     }
     benches();
