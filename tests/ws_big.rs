@@ -58,11 +58,13 @@ fn close_code(ws: &mut WebSocket<TcpStream>) -> CloseCode {
 fn framerpc_client_echoes_big_and_odd_sizes_twice() {
     let s = serve_ws("/echo", Router::new().handle(&ECHO, Ok));
     let client = s.client("/echo");
-    // Around the read buffer (8 KiB), the first message buffer (256 KiB),
+    // Around the read buffer (4 KiB), the first message buffer (256 KiB),
     // the fragment size (1 MiB, masked in 64 KiB pieces) and kernel pages.
     let sizes = [
         0,
         1,
+        4 * 1024 - 30,
+        4 * 1024 + 5,
         8 * 1024 - 30,
         8 * 1024 + 5,
         300_001,

@@ -7,7 +7,7 @@
 //!   read half of the socket and whose `Write` goes to the shared [`Out`];
 //! - then one reader thread ([`WsReader`]) reads WebSocket frames itself:
 //!   headers parsed with tungstenite's `FrameHeader::parse`, small messages
-//!   unmasked in place in an 8 KiB read buffer, big ones read straight into
+//!   unmasked in place in a 4 KiB read buffer, big ones read straight into
 //!   one buffer of their size; its pongs and close replies go out whole
 //!   under the writer lock;
 //! - writers ([`WsWriter`]) build binary frames with `FrameHeader::format`
@@ -426,7 +426,7 @@ fn close_for(err: &Error) -> (u16, String) {
 
 /// Bytes read from the socket at a time for WebSocket headers, control
 /// frames and small messages: the whole read buffer of an idle connection.
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 /// A read into the small buffer asks for at least this much room.
 const MIN_READ: usize = 1024;
 /// A message buffer starts at most this big, then grows at most 4x what
