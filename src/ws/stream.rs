@@ -1064,167 +1064,34 @@ impl FrameRead for WsReader {
     }
 }
 
-/// Big message buffers mapped straight from the kernel: zero-filled (so
-/// safe to read into), grown in place with `mremap`, and unmapped on drop.
-/// glibc would serve a big `Vec` from a per-thread arena once a big chunk
-/// was freed (its mmap threshold rises), and keep it resident after.
-#[allow(unsafe_code)]
+/// Big message buffers whose memory goes back to the system when they are
+/// dropped, without `unsafe`: each is a zero-filled allocation of at least
+/// [`RESERVE`] bytes. glibc serves a zeroed request that large with a
+/// mapping of its own (fresh pages are zero, so none is touched until a
+/// byte arrives: resident memory grows with the message, not with the
+/// reservation) and unmaps it on free. A smaller big buffer would come from
+/// a per-thread heap once the allocator's mmap threshold has risen (it does
+/// after the first big free) and stay resident after.
 mod pages {
     use std::io;
     use std::ops::{Deref, DerefMut};
 
-    #[cfg(all(
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
-    mod imp {
-        use std::ffi::{c_int, c_void};
-        use std::io;
-        use std::ptr::NonNull;
+    /// Address space reserved per big buffer; above glibc's largest mmap
+    /// threshold (32 MiB on 64-bit systems).
+    const RESERVE: usize = (32 << 20) + (64 << 10);
 
-        const PROT_READ: c_int = 1;
-        const PROT_WRITE: c_int = 2;
-        const MAP_PRIVATE: c_int = 2;
-        const MAP_ANONYMOUS: c_int = 0x20;
-        const MREMAP_MAYMOVE: c_int = 1;
-        const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
-
-        extern "C" {
-            fn mmap(
-                addr: *mut c_void,
-                len: usize,
-                prot: c_int,
-                flags: c_int,
-                fd: c_int,
-                off: i64,
-            ) -> *mut c_void;
-            fn munmap(addr: *mut c_void, len: usize) -> c_int;
-            fn mremap(
-                old: *mut c_void,
-                old_len: usize,
-                new_len: usize,
-                flags: c_int,
-                ...
-            ) -> *mut c_void;
-        }
-
-        /// An anonymous private mapping of `len` bytes, owned alone.
-        pub(super) struct Map {
-            ptr: NonNull<u8>,
-            len: usize,
-        }
-
-        // SAFETY: the mapping is owned by this value alone (no aliasing
-        // pointers), so it may move between threads and be read from
-        // several through `&`.
-        unsafe impl Send for Map {}
-        unsafe impl Sync for Map {}
-
-        impl Map {
-            pub(super) fn new(len: usize) -> io::Result<Self> {
-                let len = len.max(1);
-                // SAFETY: a fresh anonymous mapping; no existing memory is
-                // touched.
-                let p = unsafe {
-                    mmap(
-                        std::ptr::null_mut(),
-                        len,
-                        PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    )
-                };
-                if p == MAP_FAILED {
-                    return Err(io::Error::last_os_error());
-                }
-                let ptr =
-                    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-                Ok(Self { ptr, len })
-            }
-
-            pub(super) fn grow(&mut self, len: usize) -> io::Result<()> {
-                // SAFETY: `ptr`/`len` is our own mapping; with MAYMOVE the
-                // kernel moves its pages (no copy) and the old address is
-                // no longer used.
-                let p = unsafe { mremap(self.ptr.as_ptr().cast(), self.len, len, MREMAP_MAYMOVE) };
-                if p == MAP_FAILED {
-                    return Err(io::Error::last_os_error());
-                }
-                self.ptr =
-                    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mremap gave null"))?;
-                self.len = len;
-                Ok(())
-            }
-
-            pub(super) fn len(&self) -> usize {
-                self.len
-            }
-
-            pub(super) fn as_slice(&self) -> &[u8] {
-                // SAFETY: `len` bytes mapped readable, zero-filled by the
-                // kernel or written since, owned by `self`.
-                unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-            }
-
-            pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
-                // SAFETY: as above, and `&mut self` is the only access.
-                unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-            }
-        }
-
-        impl Drop for Map {
-            fn drop(&mut self) {
-                // SAFETY: our own mapping, unused after this.
-                unsafe {
-                    munmap(self.ptr.as_ptr().cast(), self.len);
-                }
-            }
-        }
-    }
-
-    #[cfg(not(all(
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    )))]
-    mod imp {
-        use std::io;
-
-        /// Elsewhere: a zero-filled heap buffer.
-        pub(super) struct Map(Vec<u8>);
-
-        impl Map {
-            pub(super) fn new(len: usize) -> io::Result<Self> {
-                Ok(Self(vec![0; len]))
-            }
-            pub(super) fn grow(&mut self, len: usize) -> io::Result<()> {
-                self.0.resize(len, 0);
-                Ok(())
-            }
-            pub(super) fn len(&self) -> usize {
-                self.0.len()
-            }
-            pub(super) fn as_slice(&self) -> &[u8] {
-                &self.0
-            }
-            pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
-                &mut self.0
-            }
-        }
-    }
-
-    /// A big zero-initialized buffer that goes back to the system on drop.
-    pub(crate) struct Pages(imp::Map);
+    /// A big zero-initialized buffer, at least as long as asked.
+    pub(crate) struct Pages(Vec<u8>);
 
     impl Pages {
         pub(crate) fn new(len: usize) -> io::Result<Self> {
-            imp::Map::new(len).map(Self)
+            Ok(Self(vec![0; len.max(RESERVE)]))
         }
 
-        /// Grows to `len` bytes, keeping the contents.
+        /// Grows to at least `len` bytes, keeping the contents.
         pub(crate) fn grow(&mut self, len: usize) -> io::Result<()> {
             if len > self.0.len() {
-                self.0.grow(len)?;
+                self.0.resize(len, 0);
             }
             Ok(())
         }
@@ -1233,13 +1100,13 @@ mod pages {
     impl Deref for Pages {
         type Target = [u8];
         fn deref(&self) -> &[u8] {
-            self.0.as_slice()
+            &self.0
         }
     }
 
     impl DerefMut for Pages {
         fn deref_mut(&mut self) -> &mut [u8] {
-            self.0.as_mut_slice()
+            &mut self.0
         }
     }
 }
@@ -1290,8 +1157,8 @@ mod tests {
         let mut p = pages::Pages::new(5000).unwrap();
         assert!(p.len() >= 5000 && p.iter().all(|&b| b == 0));
         p[..3].copy_from_slice(b"abc");
-        p.grow(3 << 20).unwrap();
-        assert_eq!(p.len(), 3 << 20);
+        p.grow(40 << 20).unwrap();
+        assert!(p.len() >= 40 << 20);
         assert_eq!(&p[..3], b"abc");
         assert!(p[3..].iter().all(|&b| b == 0));
     }
