@@ -383,6 +383,26 @@ impl FrameWrite for WsWriter {
         Ok(())
     }
 
+    /// A frame whose large tail is sent from where it lies: the head as
+    /// the message's first fragment, then the tail in ~1 MiB fragments.
+    fn write_frame_parts(&mut self, head: &[u8], tail: &[u8]) -> io::Result<()> {
+        if tail.is_empty() {
+            return self.write_frame(head);
+        }
+        let fragments = std::iter::once(head).chain(tail.chunks(FRAGMENT));
+        let mut fragments = fragments.peekable();
+        let mut opcode = OpCode::Data(Data::Binary);
+        while let Some(chunk) = fragments.next() {
+            let fin = fragments.peek().is_none();
+            let mut out = self.out.lock();
+            out.check_open()?;
+            out.send(opcode, fin, chunk)?;
+            drop(out); // let a pong through between fragments
+            opcode = OpCode::Data(Data::Continue);
+        }
+        Ok(())
+    }
+
     fn heartbeat(&mut self, _ping_frame: &[u8]) -> io::Result<()> {
         let mut out = self.out.lock();
         out.check_open()?;
