@@ -144,10 +144,11 @@ fn main() {
         rss_growth(sys, conns);
         return;
     }
-    let mode = match args.first().map(String::as_str) {
-        Some(m @ ("ref" | "scale")) => m,
-        _ => "peers",
-    };
+    let mode = args
+        .first()
+        .map(String::as_str)
+        .filter(|m| matches!(*m, "ref" | "scale"))
+        .unwrap_or("peers");
     let rest = if mode == "peers" {
         &args[..]
     } else {
