@@ -622,6 +622,22 @@ pub fn print_header(title: &str, args: &[String], took: Duration, load: &str) {
     );
     println!("- date: {}", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
     println!("- load average (1, 5, 15 min): {load} (anything else running skews the figures)");
+    // The 1-minute figures, before and after the run.
+    let busiest = load
+        .split_whitespace()
+        .filter_map(|w| w.parse::<f64>().ok())
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(_, l)| l)
+        .fold(0.0, f64::max);
+    if let Ok(n) = nproc.parse::<f64>() {
+        if busiest > n {
+            println!(
+                "- **warning: a 1-minute load average of {busiest:.1} on {n} CPUs: other work shared the \
+                 machine; compare figures only within this run**"
+            );
+        }
+    }
 }
 
 /// 41500.3 -> "41,500"; below 100, one decimal.
