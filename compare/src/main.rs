@@ -336,8 +336,7 @@ pub fn loadavg() -> String {
 }
 
 fn run(set: Settings, systems: &[System], args: &[String]) {
-    let started = Instant::now();
-    let load_before = loadavg();
+    let started = RunStart::now();
     let mut servers: Vec<ServerProc> = systems.iter().map(|&s| ServerProc::spawn(s)).collect();
     std::thread::sleep(Duration::from_millis(300));
     for s in &mut servers {
@@ -402,16 +401,7 @@ fn run(set: Settings, systems: &[System], args: &[String]) {
     for s in &mut servers {
         s.stop();
     }
-    let load = format!("{load_before} before, {} after", loadavg());
-    report(
-        &set,
-        &servers,
-        &samples,
-        &hwm,
-        args,
-        started.elapsed(),
-        &load,
-    );
+    report(&set, &servers, &samples, &hwm, args, &started);
 }
 
 // ---------------------------------------------------------------- workloads
@@ -586,7 +576,25 @@ fn sh(cmd: &str, args: &[&str]) -> String {
 
 /// A report's title and the lines that say where, when and how it was
 /// measured: the command line first, so that a pasted table can be re-run.
-pub fn print_header(title: &str, args: &[String], took: Duration, load: &str) {
+/// When a run started, and what the machine was doing then.
+pub struct RunStart {
+    t: Instant,
+    load: String,
+    ticks: (u64, u64),
+}
+
+impl RunStart {
+    pub fn now() -> Self {
+        RunStart {
+            t: Instant::now(),
+            load: loadavg(),
+            ticks: os::cpu_ticks(),
+        }
+    }
+}
+
+pub fn print_header(title: &str, args: &[String], run: &RunStart) {
+    let took = run.t.elapsed();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
@@ -621,22 +629,27 @@ pub fn print_header(title: &str, args: &[String], took: Duration, load: &str) {
         sh("rustc", &["--version"])
     );
     println!("- date: {}", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    println!("- load average (1, 5, 15 min): {load} (anything else running skews the figures)");
-    // The 1-minute figures, before and after the run.
-    let busiest = load
-        .split_whitespace()
-        .filter_map(|w| w.parse::<f64>().ok())
-        .enumerate()
-        .filter(|(i, _)| i % 3 == 0)
-        .map(|(_, l)| l)
-        .fold(0.0, f64::max);
-    if let Ok(n) = nproc.parse::<f64>() {
-        if busiest > n {
-            println!(
-                "- **warning: a 1-minute load average of {busiest:.1} on {n} CPUs: other work shared the \
-                 machine; compare figures only within this run**"
-            );
-        }
+    println!(
+        "- load average (1, 5, 15 min): {} before, {} after (the figure after counts this run's own threads)",
+        run.load,
+        loadavg()
+    );
+    let (busy, own) = os::cpu_ticks();
+    let hz = os::ticks_per_sec();
+    let other = (busy.saturating_sub(run.ticks.0) as f64 - own.saturating_sub(run.ticks.1) as f64)
+        .max(0.0)
+        / hz;
+    let avail = took.as_secs_f64() * nproc.parse::<f64>().unwrap_or(1.0);
+    let share = 100.0 * other / avail.max(1e-9);
+    println!(
+        "- CPU taken by other processes during the run (/proc/stat busy and stolen time less this run's): \
+         {other:.0} of {avail:.0} CPU-seconds ({share:.0}%)"
+    );
+    if share > 20.0 {
+        println!(
+            "- **warning: other work took {share:.0}% of the machine during this run: compare figures \
+             only within this run, or run again on a quieter machine**"
+        );
     }
 }
 
@@ -668,15 +681,9 @@ fn report(
     samples: &[Samples],
     hwm_kib: &[(u64, u64)],
     args: &[String],
-    took: Duration,
-    load: &str,
+    started: &RunStart,
 ) {
-    print_header(
-        "framerpc and its peers, same run, 127.0.0.1",
-        args,
-        took,
-        load,
-    );
+    print_header("framerpc and its peers, same run, 127.0.0.1", args, started);
     println!(
         "- {} rounds, interleaved (every system in each round, order rotating); medians over rounds. \
          A: {:.1} s of sequential calls per round; B: {:.1} s per round after all clients connected; \

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::systems::{self, System};
 use crate::{
     fmt_num, median, os, print_header, proc_status, workload_a, workload_b, workload_c, Placement,
-    ServerProc, Settings, ECHO_LEN,
+    RunStart, ServerProc, Settings, ECHO_LEN,
 };
 
 /// Column order: each reference, then framerpc over the same transport.
@@ -44,8 +44,7 @@ struct Figures {
 
 pub fn run(quick: bool, placements: &[Placement], args: &[String]) {
     let set = Settings::reference(quick);
-    let started = Instant::now();
-    let load_before = crate::loadavg();
+    let started = RunStart::now();
     let mut all: Vec<(Placement, Vec<Figures>)> = Vec::new();
     for p in placements {
         os::set_affinity(&p.cpus);
@@ -56,12 +55,10 @@ pub fn run(quick: bool, placements: &[Placement], args: &[String]) {
         // Back to what the run started with.
         os::set_affinity(&p.cpus);
     }
-    let load = format!("{load_before} before, {} after", crate::loadavg());
     print_header(
         "framerpc reference: against plain TCP and plain tungstenite, 127.0.0.1",
         args,
-        started.elapsed(),
-        &load,
+        &started,
     );
     println!(
         "- {} rounds, interleaved (every system in each round, order rotating); medians over rounds. \

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::systems::{self, AsyncClient, SyncClient, System};
-use crate::{fmt_num, os, print_header, proc_status, Placement, ServerProc, ECHO_LEN};
+use crate::{fmt_num, os, print_header, proc_status, Placement, RunStart, ServerProc, ECHO_LEN};
 
 pub const DEFAULT: [System; 3] = [System::RawTcp, System::FramerpcTcp, System::FramerpcWs];
 
@@ -86,8 +86,7 @@ struct Row {
 
 pub fn run(quick: bool, placements: &[Placement], systems: &[System], args: &[String]) {
     let set = ScaleSettings::new(quick);
-    let started = Instant::now();
-    let load_before = crate::loadavg();
+    let started = RunStart::now();
     // Both ends of every connection are in processes of this binary.
     let want = (4 * set.idle_conns + 1024) as u64;
     let (soft, hard) = os::raise_nofile(want);
@@ -139,12 +138,10 @@ pub fn run(quick: bool, placements: &[Placement], systems: &[System], args: &[St
     if let Some(p) = placements.last() {
         os::set_affinity(&p.cpus);
     }
-    let load = format!("{load_before} before, {} after", crate::loadavg());
     print_header(
         "framerpc at scale: many connections to one server, 127.0.0.1",
         args,
-        started.elapsed(),
-        &load,
+        &started,
     );
     println!(
         "- open-file limit (soft / hard) of the benchmark and its server children: {soft} / {hard} \
