@@ -363,6 +363,24 @@ impl WsWriter {
     }
 }
 
+impl WsWriter {
+    /// Sends one binary message as these fragments, releasing the writer
+    /// lock between them so a pong is not held back.
+    fn send_fragments<'a>(&self, fragments: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+        let mut fragments = fragments.peekable();
+        let mut opcode = OpCode::Data(Data::Binary);
+        while let Some(chunk) = fragments.next() {
+            let fin = fragments.peek().is_none();
+            let mut out = self.out.lock();
+            out.check_open()?;
+            out.send(opcode, fin, chunk)?;
+            drop(out);
+            opcode = OpCode::Data(Data::Continue);
+        }
+        Ok(())
+    }
+}
+
 impl FrameWrite for WsWriter {
     fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
         if frame.len() <= FRAGMENT {
@@ -370,17 +388,7 @@ impl FrameWrite for WsWriter {
             out.check_open()?;
             return out.send(OpCode::Data(Data::Binary), true, frame);
         }
-        let mut chunks = frame.chunks(FRAGMENT).peekable();
-        let mut opcode = OpCode::Data(Data::Binary);
-        while let Some(chunk) = chunks.next() {
-            let fin = chunks.peek().is_none();
-            let mut out = self.out.lock();
-            out.check_open()?;
-            out.send(opcode, fin, chunk)?;
-            drop(out); // let a pong through between fragments
-            opcode = OpCode::Data(Data::Continue);
-        }
-        Ok(())
+        self.send_fragments(frame.chunks(FRAGMENT))
     }
 
     /// A frame whose large tail is sent from where it lies: the head as
@@ -389,18 +397,7 @@ impl FrameWrite for WsWriter {
         if tail.is_empty() {
             return self.write_frame(head);
         }
-        let fragments = std::iter::once(head).chain(tail.chunks(FRAGMENT));
-        let mut fragments = fragments.peekable();
-        let mut opcode = OpCode::Data(Data::Binary);
-        while let Some(chunk) = fragments.next() {
-            let fin = fragments.peek().is_none();
-            let mut out = self.out.lock();
-            out.check_open()?;
-            out.send(opcode, fin, chunk)?;
-            drop(out); // let a pong through between fragments
-            opcode = OpCode::Data(Data::Continue);
-        }
-        Ok(())
+        self.send_fragments(std::iter::once(head).chain(tail.chunks(FRAGMENT)))
     }
 
     fn heartbeat(&mut self, _ping_frame: &[u8]) -> io::Result<()> {
