@@ -42,6 +42,7 @@ from .errors import (
     UnknownCommand,
 )
 from .dynamic import Proxy, is_proxy, materialize
+from .hold import Hold
 from .schema import compile_schema, decode, encode
 from .transport import ConnectError
 
@@ -49,7 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Proxy", "is_proxy", "materialize",
-    "connect", "Client", "Handlers", "CallContext", "Reconnect", "FAIL_FAST", "WAIT", "CommandInfo", "Status", "compile_schema", "encode", "decode",
+    "Hold", "connect", "Client", "Handlers", "CallContext", "Reconnect", "FAIL_FAST", "WAIT", "CommandInfo", "Status", "compile_schema", "encode", "decode",
     "decode_list", "encode_list", "FramerpcError", "RemoteError", "UnknownCommand", "BadPayload",
     "HandlerError", "Panic", "Busy", "Unauthorized", "TooLarge", "ShuttingDown", "RemoteTimeout",
     "ProtocolError", "Timeout", "CallTimeout", "Disconnected", "FrameTooLarge", "SchemaError",
