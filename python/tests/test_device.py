@@ -342,3 +342,47 @@ def test_names_are_checked_locally_and_default_to_user_at_host(queued, monkeypat
         with pytest.raises(framerpc.Busy) as e:
             b.acquire(0)
         assert f"held by tester@bench-9 ({a.local_address})" in e.value.message
+
+
+def test_aio_holds_names_and_shared_commands(queued):
+    import asyncio
+
+    from framerpc import aio
+
+    async def main():
+        async with await aio.connect(queued.addr, timeout=IO_TIMEOUT, name="async@bench-7") as a, \
+                await aio.connect(queued.addr, timeout=IO_TIMEOUT, name="other@bench-8") as b:
+            assert await a.shared_commands() == [POSITION, FRAMES]
+            async with a.hold(timeout=5) as h:
+                assert h.held and await a.queue() == "admitted"
+                assert await a.call("move_to", 6.0) == 6.0
+                assert await b.call("position") == 6.0  # shared
+                with pytest.raises(framerpc.Busy) as e:
+                    await b.acquire(0)
+                assert f"held by async@bench-7 ({a.local_address})" in e.value.message
+                # a cancelled wait leaves the queue
+                task = asyncio.ensure_future(b.acquire(IO_TIMEOUT))
+                while (await a.status()).waiting != 1:
+                    await asyncio.sleep(0.01)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                while (await a.status()).waiting != 0:
+                    await asyncio.sleep(0.01)
+            line = await asyncio.get_running_loop().run_in_executor(None, queued.wait_line, "released by ")
+            assert line.startswith(f"released by async@bench-7 ({a.local_address}) after ") and "(Released)" in line
+            hb = await b.acquire(1)
+            assert hb.held
+            await hb.release()
+            assert (await a.status()).active == 0
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_cli_list_marks_shared_commands(queued, capsys):
+    from framerpc.__main__ import main
+    assert main([queued.addr, "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "name", "request", "response", "device"]
+    assert [ln.split()[1] + ":" + ln.split(None, 4)[4] for ln in lines[1:]] == [
+        "move_to:needs it", "position:shared", "capture:needs it", "stop:needs it", "frames:shared"]
