@@ -27,6 +27,7 @@ import asyncio
 import inspect
 import itertools
 import os
+import copy
 import socket
 import struct
 import time
@@ -36,7 +37,7 @@ import msgpack
 from . import frame as fr
 from .client import DEFAULT_TIMEOUT, CallContext, CommandInfo, Handlers, Status, _Command, _Inbound, \
     decode_list, encode_list
-from .dynamic import Proxy, Session
+from .dynamic import STEP_DESCRIBE, Proxy, Session
 from .errors import CallTimeout, DecodeError, Disconnected, EncodeError, FramerpcError, FrameTooLarge, \
     ProtocolViolation, RemoteError, UnknownCommand
 from .hold import check_name, decode_shared, default_name, wait_payload
@@ -44,7 +45,7 @@ from .transport import ConnectError, parse_address
 
 _HDR = fr.HEADER
 _STATUS = struct.Struct("<III")
-__all__ = ["connect", "AsyncClient", "AsyncHold", "materialize"]
+__all__ = ["connect", "AsyncClient", "AsyncHold", "materialize", "describe"]
 
 
 class _SessionLink:
@@ -499,13 +500,15 @@ class AsyncClient:
                 self._heartbeats.add(hid)  # its answer is not a stray
 
 
-async def _request(session: Session, fetch: Proxy | None, timeout):
+async def _request(session: Session, fetch: Proxy | None, timeout, describe=False):
     """The dynamic layer's request (docs/DYNAMIC.md), built as the blocking client builds it, awaited."""
     client = session.client._c
     ids = session._take_releases()
     try:
-        body = msgpack.packb([ids, [], None if fetch is None else fetch._ref()], use_bin_type=True,
-                             default=session._default)
+        ref = None if fetch is None else fetch._ref()
+        if describe:
+            ref.append([STEP_DESCRIBE, None])
+        body = msgpack.packb([ids, [], ref], use_bin_type=True, default=session._default)
     except BaseException:
         session._requeue(ids)
         raise
@@ -526,6 +529,24 @@ async def materialize(p, timeout: float | None = None):
     if isinstance(p._base, _Failed):
         raise p._base.error
     return await _request(p._s, p, timeout)
+
+
+async def describe(p, timeout: float | None = None) -> dict:
+    """What a remote value declares (see :func:`framerpc.describe`), fetched
+    once per value and connection. Knowing it, the proxy checks member
+    names and call arguments locally, and ``dir()``/``help()``/
+    ``inspect.signature()`` work on it (they cannot wait on an asyncio
+    connection: describe first)."""
+    if not isinstance(p, Proxy):
+        raise TypeError(f"describe() takes a proxy, not {type(p).__name__}")
+    from .dynamic import _Failed
+    if isinstance(p._base, _Failed):
+        raise p._base.error
+    d = p._s.known(p)
+    if d is None:
+        d = await _request(p._s, p, timeout, describe=True)
+        p._s.remember(p, d)
+    return copy.deepcopy(d)
 
 
 class AsyncHold:

@@ -270,8 +270,8 @@ class Session:
         if d is not None:
             return d
         if not self._can_wait:
-            raise FramerpcError(f"the description of {p._label()} is not known yet: "
-                                "await framerpc.aio.describe(proxy) first")
+            raise FramerpcError(f"the description of {p._label()} is not known yet on this asyncio "
+                                "connection: await framerpc.aio.describe(proxy) first")
         d = self.request(p, timeout, describe=True)
         self.remember(p, d)
         return d

@@ -6,6 +6,7 @@ counters."""
 import inspect
 import pydoc
 import sys
+import time
 import types
 
 import numpy as np
@@ -165,3 +166,39 @@ def test_chained_calls_stay_one_way_once_described(c):  # noqa: F811
         r = env.step(np.array([0.5], np.float32))
     assert (calls(c), c.notifies_sent) == (n, notes + 5)
     assert framerpc.materialize(r[4]) == {"steps": 5}
+
+
+def test_aio_describe_then_local_checks(sim_addr):  # noqa: F811
+    import asyncio
+
+    from framerpc import aio
+
+    async def main():
+        async with await aio.connect(sim_addr, timeout=10) as a:
+            math = a.root("math")
+            with pytest.raises(framerpc.FramerpcError, match="await framerpc.aio.describe"):
+                dir(math)  # cannot wait here
+            d = await aio.describe(math)
+            assert [m["name"] for m in d["members"]] == ["pi", "pow"]
+            assert dir(math) == ["pi", "pow"] and not hasattr(math, "tau")
+            assert str(inspect.signature(math.pow)) == "(x, y)"
+            with pytest.raises(TypeError, match="missing a required argument"):
+                math.pow(1)
+            assert await aio.materialize(math.pow(2, 3)) == 8.0
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_descriptions_do_not_survive_a_reconnect(sim_addr):  # noqa: F811
+    with framerpc.connect(sim_addr, timeout=10, reconnect=framerpc.Reconnect(initial_delay=0.01)) as c2:
+        dir(c2.root("math"))
+        assert not hasattr(c2.root("math"), "tau")
+        c2._conn.t.close()  # the connection breaks; the client dials again
+        deadline = time.monotonic() + 10
+        while c2.generation == 0 or not c2.is_connected():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        fresh = c2.root("math")
+        assert c2.session.known(fresh) is None  # a new connection: asked again when needed
+        n = c2.calls_sent
+        assert dir(fresh) == ["pi", "pow"] and c2.calls_sent == n + 1
