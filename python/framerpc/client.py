@@ -355,7 +355,7 @@ class _Conn:
         self.seen = 0
         self.last_life = monotonic()
         self.pinged = False
-        self.admitted_seen = False
+        self.no_limit_seen = False
         self._session = None
         self.keeper = threading.Thread(target=self._keep, name=f"framerpc-keeper {self.address}", daemon=True)
         self.keeper.start()
@@ -726,7 +726,7 @@ class _Conn:
         wait for the device), nor once the server said it has no admission
         limit. A connection that held the device may have lost it since
         (release, lapse), so "admitted" is not remembered."""
-        if cmd == fr.QUEUE or self.admitted_seen or self.closed:
+        if cmd == fr.QUEUE or self.no_limit_seen or self.closed:
             return None
         shared = self.client._shared
         if shared is not None and cmd in shared:
@@ -737,7 +737,7 @@ class _Conn:
         except FramerpcError:
             return None
         if text == "no admission limit":
-            self.admitted_seen = True
+            self.no_limit_seen = True
             return None
         if text == "admitted":
             return None
