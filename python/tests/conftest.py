@@ -66,8 +66,11 @@ class ExampleServer:
             wanted = [w for w in wanted if not line.startswith(w)]
 
     def _pump(self):
-        for line in self.proc.stdout:
-            self._q.put(line.rstrip("\n"))
+        try:
+            for line in self.proc.stdout:
+                self._q.put(line.rstrip("\n"))
+        except (ValueError, OSError):
+            pass  # stop() closed the pipe while this thread read it
         self._q.put(None)
 
     def wait_line(self, prefix, timeout=IO_TIMEOUT):
