@@ -518,7 +518,7 @@ async def _request(session: Session, fetch: Proxy | None, timeout, describe=Fals
     except (Disconnected, FrameTooLarge):
         session._requeue(ids)
         raise
-    return session.unpack(reply)
+    return session._open(session.unpack(reply))  # refusals of earlier NOTIFYs are kept, the value returned
 
 
 async def materialize(p, timeout: float | None = None):

@@ -202,3 +202,23 @@ def test_descriptions_do_not_survive_a_reconnect(sim_addr):  # noqa: F811
         assert c2.session.known(fresh) is None  # a new connection: asked again when needed
         n = c2.calls_sent
         assert dir(fresh) == ["pi", "pow"] and c2.calls_sent == n + 1
+
+
+def test_aio_opens_the_refusal_envelope(sim_addr):  # noqa: F811
+    import asyncio
+
+    import msgpack
+
+    from framerpc import aio
+
+    async def main():
+        async with await aio.connect(sim_addr, timeout=10) as a:
+            env = a.root("sim").make("pendulum")  # slot 1
+            # a hand-made NOTIFY reusing slot 1: refused whole, reported with the next reply
+            a.notify_raw(0xFF10, msgpack.packb([[], [[1, 1, ["math", [0, "pow"]], [2, 1], {}]], None]))
+            assert await aio.materialize(a.root("math").pow(2, 2)) == 4.0  # the value, not the envelope
+            (r,) = a.session.take_refusals()
+            assert r["code"] == 2 and r["message"].startswith("slot 1 is in use")
+            del env
+
+    asyncio.run(asyncio.wait_for(main(), 20))
