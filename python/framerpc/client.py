@@ -35,6 +35,7 @@ from typing import NamedTuple
 from . import frame as fr
 from .errors import (
     BadPayload,
+    Busy,
     CallTimeout,
     DecodeError,
     Disconnected,
@@ -1107,7 +1108,20 @@ class Client:
         payload = wait_payload(wait)
         # The server answers when the wait is decided: give it that long plus the usual timeout.
         conn = self._current()
-        conn.call_raw(fr.ACQUIRE, payload, wait + (self.timeout if self.timeout >= 0 else inf), "acquire")
+        try:
+            conn.call_raw(fr.ACQUIRE, payload, wait + (self.timeout if self.timeout >= 0 else inf), "acquire")
+        except Busy:
+            raise  # decided: this connection holds nothing
+        except BaseException:
+            # The server may have admitted it just as this side gave up (a
+            # timeout, Ctrl-C): give back what nobody knows it holds.
+            # Without a hold this does nothing.
+            if not conn.closed:
+                try:
+                    conn.call_raw(fr.RELEASE, b"", 1.0, "release")
+                except Exception:
+                    pass
+            raise
         return conn
 
     def release(self, timeout: float | None = None) -> None:

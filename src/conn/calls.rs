@@ -32,9 +32,9 @@ pub(crate) struct Outgoing {
     pub stray_replies: AtomicU64,
     /// When this side last started a call (ns since `EPOCH`).
     last_call: AtomicU64,
-    /// The peer said this connection is admitted (or has no limit), so a
-    /// timeout need not ask again.
-    admitted_seen: AtomicBool,
+    /// The peer said it has no admission limit, so a timeout need not ask
+    /// where this connection stands.
+    no_limit_seen: AtomicBool,
     pub default_timeout: Duration,
 }
 
@@ -127,7 +127,7 @@ impl Outgoing {
             heartbeat_id: AtomicU32::new(0),
             stray_replies: AtomicU64::new(0),
             last_call: AtomicU64::new(0),
-            admitted_seen: AtomicBool::new(false),
+            no_limit_seen: AtomicBool::new(false),
             default_timeout,
         }
     }
@@ -343,10 +343,10 @@ impl Conn {
 
     /// After a timeout: asks the peer (briefly) where this connection
     /// stands in its admission queue, so the error can name the holder.
-    /// Only when the peer has an admission limit and this connection has
-    /// never been admitted: the answer is then worth the round trip.
+    /// Not again once the peer said it has no admission limit (a hold can
+    /// end, so "admitted" is asked again each time).
     fn queue_state(&self) -> Option<Box<str>> {
-        if self.out.admitted_seen.load(Ordering::Relaxed) {
+        if self.out.no_limit_seen.load(Ordering::Relaxed) {
             return None;
         }
         let frame = self
@@ -354,10 +354,11 @@ impl Conn {
             .ok()?;
         let text = String::from_utf8_lossy(&reply_payload(frame).ok()?).into_owned();
         match text.as_str() {
-            "admitted" | "no admission limit" => {
-                self.out.admitted_seen.store(true, Ordering::Relaxed);
+            "no admission limit" => {
+                self.out.no_limit_seen.store(true, Ordering::Relaxed);
                 None
             }
+            "admitted" => None,
             _ => Some(text.into()),
         }
     }
