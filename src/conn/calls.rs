@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::{now_ns, reply_payload, Conn, FrameRead, Role, Step};
 use crate::codec::{decode_all, Codec};
@@ -39,8 +39,81 @@ pub(crate) struct Outgoing {
 }
 
 struct Waiting {
-    by_id: HashMap<u32, Sender<Frame>>,
+    by_id: HashMap<u32, Arc<Slot>>,
     closed: bool,
+}
+
+/// Where one call's reply lands: the reader puts it there and wakes the
+/// caller (no spinning: on a machine with few cores, callers that spin
+/// while they wait take the time the reader needs).
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Empty,
+    Full(Frame),
+    /// The connection ended.
+    Gone,
+}
+
+/// How waiting for a reply ended without one.
+enum NoReply {
+    Timeout,
+    Disconnected,
+}
+
+impl Slot {
+    fn put(&self, frame: Frame) {
+        *self.state.lock() = SlotState::Full(frame);
+        self.cv.notify_one();
+    }
+
+    fn fail(&self) {
+        let mut s = self.state.lock();
+        if matches!(*s, SlotState::Empty) {
+            *s = SlotState::Gone;
+        }
+        self.cv.notify_one();
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(*self.state.lock(), SlotState::Empty)
+    }
+
+    /// The reply, if in; `Err` once the connection ended without it.
+    fn try_take(&self) -> Result<Option<Frame>, NoReply> {
+        let mut s = self.state.lock();
+        match std::mem::take(&mut *s) {
+            SlotState::Full(f) => Ok(Some(f)),
+            SlotState::Gone => {
+                *s = SlotState::Gone;
+                Err(NoReply::Disconnected)
+            }
+            SlotState::Empty => Ok(None),
+        }
+    }
+
+    fn wait(&self, deadline: Instant) -> Result<Frame, NoReply> {
+        let mut s = self.state.lock();
+        loop {
+            match std::mem::take(&mut *s) {
+                SlotState::Full(f) => return Ok(f),
+                SlotState::Gone => {
+                    *s = SlotState::Gone;
+                    return Err(NoReply::Disconnected);
+                }
+                SlotState::Empty => {}
+            }
+            if self.cv.wait_until(&mut s, deadline).timed_out() && matches!(*s, SlotState::Empty) {
+                return Err(NoReply::Timeout);
+            }
+        }
+    }
 }
 
 impl Outgoing {
@@ -71,11 +144,9 @@ impl Outgoing {
     /// Hands a REPLY/ERROR to its caller; counts it if nobody waits.
     pub fn route(&self, frame: Frame) {
         let id = frame.header.id;
-        let tx = self.waiting.lock().by_id.remove(&id);
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(frame);
-            }
+        let slot = self.waiting.lock().by_id.remove(&id);
+        match slot {
+            Some(slot) => slot.put(frame),
             None if id == self.heartbeat_id.load(Ordering::Relaxed) => {}
             None => {
                 self.stray_replies.fetch_add(1, Ordering::Relaxed);
@@ -87,15 +158,17 @@ impl Outgoing {
         !self.waiting.lock().by_id.is_empty()
     }
 
-    /// Fails every waiting call at once (dropping the senders wakes them
-    /// with `Disconnected`); later calls fail at once too.
+    /// Fails every waiting call at once with `Disconnected`; later calls
+    /// fail at once too.
     pub fn close(&self) {
         let waiting = {
             let mut w = self.waiting.lock();
             w.closed = true;
             std::mem::take(&mut w.by_id)
         };
-        drop(waiting);
+        for slot in waiting.into_values() {
+            slot.fail();
+        }
     }
 }
 
@@ -124,13 +197,13 @@ impl Conn {
         body: impl FnOnce(&mut BytesMut) -> Option<Bytes>,
     ) -> Result<Frame, Error> {
         let id = self.out.take_id();
-        let (tx, rx) = bounded(1);
+        let slot = Arc::new(Slot::default());
         {
             let mut w = self.out.waiting.lock();
             if w.closed {
                 return Err(Error::Disconnected);
             }
-            w.by_id.insert(id, tx);
+            w.by_id.insert(id, Arc::clone(&slot));
         }
         if let Err(e) = self.send_with_tail(Kind::Call, cmd, id, body) {
             self.out.waiting.lock().by_id.remove(&id);
@@ -142,17 +215,17 @@ impl Conn {
         if shares {
             self.inbox.peer_wait(true);
         }
-        let waited = self.wait_reply(&rx, Instant::now() + timeout);
+        let waited = self.wait_reply(&slot, Instant::now() + timeout);
         if shares {
             self.inbox.peer_wait(false);
         }
         match waited {
             Ok(frame) => Ok(frame),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Disconnected),
-            Err(RecvTimeoutError::Timeout) => {
+            Err(NoReply::Disconnected) => Err(Error::Disconnected),
+            Err(NoReply::Timeout) => {
                 if self.out.waiting.lock().by_id.remove(&id).is_none() {
                     // The reply won the race with the deadline.
-                    if let Ok(frame) = rx.try_recv() {
+                    if let Ok(Some(frame)) = slot.try_take() {
                         return Ok(frame);
                     }
                     return Err(Error::Disconnected);
@@ -184,30 +257,24 @@ impl Conn {
     /// whose connection nobody is reading reads it itself until its reply
     /// is in (routing whatever else arrives): no hand-off between threads
     /// on the common path of one caller at a time.
-    fn wait_reply(
-        &self,
-        rx: &Receiver<Frame>,
-        deadline: Instant,
-    ) -> Result<Frame, RecvTimeoutError> {
+    fn wait_reply(&self, slot: &Slot, deadline: Instant) -> Result<Frame, NoReply> {
         if self.shares_reading() {
-            return rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            return slot.wait(deadline);
         }
         self.out.last_call.store(now_ns(), Ordering::Relaxed);
         loop {
-            match rx.try_recv() {
-                Ok(frame) => return Ok(frame),
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) => {}
+            if let Some(frame) = slot.try_take()? {
+                return Ok(frame);
             }
             let role = self.role.lock().take();
             let Some(mut role) = role else {
                 // Someone else reads: it routes the reply here.
-                return rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+                return slot.wait(deadline);
             };
             let tick = self.limits.tick();
             let mut shortened = false;
             let ended = loop {
-                if !rx.is_empty() {
+                if !slot.is_empty() {
                     break false;
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -232,8 +299,8 @@ impl Conn {
             } else {
                 self.release_role(role);
             }
-            if Instant::now() >= deadline && rx.is_empty() {
-                return Err(RecvTimeoutError::Timeout);
+            if Instant::now() >= deadline && slot.is_empty() {
+                return Err(NoReply::Timeout);
             }
         }
     }
