@@ -338,6 +338,12 @@ impl FrameWrite for TlsWriter {
     fn write_frame_parts(&mut self, head: &[u8], tail: &[u8]) -> io::Result<()> {
         self.sess.send_frame(&[head, tail])
     }
+    fn write_frames(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        self.sess.send_frame(parts)
+    }
+    fn coalesces(&self) -> bool {
+        true
+    }
     fn heartbeat(&mut self, ping_frame: &[u8]) -> io::Result<()> {
         self.write_frame(ping_frame)
     }
@@ -376,6 +382,9 @@ impl FrameRead for TlsReader {
     }
     fn trim(&mut self) {
         self.0.trim();
+    }
+    fn has_buffered_frame(&self) -> bool {
+        self.0.has_buffered_frame()
     }
 }
 
