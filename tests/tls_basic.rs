@@ -5,7 +5,6 @@
 #[path = "../examples/common/greet.rs"]
 mod greet;
 mod support;
-mod tls_support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,8 +13,8 @@ use std::time::{Duration, Instant};
 use framerpc::codec::BYTES;
 use framerpc::frame::Kind;
 use framerpc::{Client, Command, Error, ErrorCode, Router, Server, TlsConfig, WhenFull};
+use support::tls_certs::*;
 use support::*;
-use tls_support::*;
 
 const ECHO: Command<bytes::Bytes, bytes::Bytes> = Command::new(10, "echo", &BYTES, &BYTES);
 

@@ -11,7 +11,7 @@ use framerpc::{Client, ClientBuilder, Error, Router, Server, ServerBuilder};
 
 #[cfg(feature = "tls")]
 #[path = "../tls_support/mod.rs"]
-mod tls_certs;
+pub mod tls_certs;
 
 /// `FRAMERPC_TEST_TLS=1` (with feature `tls`): the suites that serve and
 /// connect through these helpers run over `tls://` instead of plain TCP.
