@@ -127,6 +127,9 @@ pub(crate) struct Who {
     pub conn_id: u64,
     pub addr: Option<SocketAddr>,
     label: Mutex<Option<Box<str>>>,
+    /// A name the transport verified (a TLS client certificate's
+    /// subject): it names the connection in place of any label.
+    verified: Mutex<Option<Box<str>>>,
     usage: Mutex<Usage>,
 }
 
@@ -151,6 +154,7 @@ impl Who {
             conn_id,
             addr,
             label: Mutex::new(None),
+            verified: Mutex::new(None),
             usage: Mutex::new(Usage::default()),
         })
     }
@@ -160,10 +164,18 @@ impl Who {
         let addr = self
             .addr
             .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
+        if let Some(v) = &*self.verified.lock() {
+            return format!("{v} ({addr})");
+        }
         match &*self.label.lock() {
             Some(l) => format!("{l} ({addr})"),
             None => addr,
         }
+    }
+
+    /// Sets the verified name (see [`Who::name`]).
+    pub fn set_verified(&self, name: String) {
+        *self.verified.lock() = Some(name.into());
     }
 
     pub fn label(&self) -> Option<String> {

@@ -53,6 +53,8 @@ mod router;
 mod server;
 mod stall;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 mod worker;
 #[cfg(feature = "ws")]
 mod ws;
@@ -65,6 +67,8 @@ pub use frame::Limits;
 pub use peer::Peer;
 pub use router::{Ctx, Router};
 pub use server::{Server, ServerBuilder, ServerHandle};
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 #[cfg(feature = "ws")]
 pub use ws::{WsConfig, TOKEN_ENV};
 

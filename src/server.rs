@@ -42,6 +42,8 @@ pub struct ServerBuilder {
     on_disconnect: Option<PeerHook>,
     #[cfg(feature = "ws")]
     pub(crate) ws: Option<crate::ws::WsConfig>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
 type PeerHook = Arc<dyn Fn(&Peer) + Send + Sync>;
@@ -74,6 +76,8 @@ impl Default for ServerBuilder {
             on_disconnect: None,
             #[cfg(feature = "ws")]
             ws: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -461,6 +465,12 @@ impl Shared {
         self.stop.load(Ordering::Acquire)
     }
 
+    /// The bound port (for messages).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn local_port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
     fn shutdown(&self) -> bool {
         if self.stop.swap(true, Ordering::AcqRel) {
             return true;
@@ -639,6 +649,11 @@ fn open_file_limit() -> Option<u64> {
 fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     let limits = shared.config.limits;
     if tune(&stream, &limits).is_err() {
+        return;
+    }
+    #[cfg(feature = "tls")]
+    if shared.config.tls.is_some() {
+        crate::tls::serve(shared, id, stream);
         return;
     }
     // Bytes already read while telling a WebSocket upgrade from raw frames.

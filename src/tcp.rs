@@ -131,26 +131,7 @@ impl FrameWrite for TcpWriter {
         self.write_frame(ping_frame)
     }
     fn refuse(&mut self, err: &Error, header: Option<[u8; 12]>) {
-        let (cmd, id) = header.map_or((0, 0), |h| {
-            (
-                u16::from_le_bytes([h[6], h[7]]),
-                u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
-            )
-        });
-        let code = match err {
-            Error::TooLarge { .. } => ErrorCode::TOO_LARGE,
-            _ => ErrorCode::PROTOCOL,
-        };
-        let msg = match err {
-            Error::TooLarge { len, max, .. } => format!(
-                "too large: payload of {len} bytes exceeds the receiver's limit of {max} bytes"
-            ),
-            other => other.to_string(),
-        };
-        let mut b = BytesMut::new();
-        error_payload(code.0, &msg, &mut b);
-        let frame = crate::frame::encode_frame(Kind::Error, cmd, id, &b);
-        let _ = self.write_frame(&frame);
+        let _ = self.write_frame(&refusal(err, header));
     }
     fn shutdown(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -161,6 +142,38 @@ impl FrameWrite for TcpWriter {
     fn closer(&self) -> Option<Closer> {
         Some(Closer::shared(&self.stream))
     }
+}
+
+/// The ERROR frame that answers a frame refused for breaking the protocol
+/// (or its size limit), echoing its command and call id.
+pub(crate) fn refusal(err: &Error, header: Option<[u8; 12]>) -> Vec<u8> {
+    let (cmd, id) = header.map_or((0, 0), |h| {
+        (
+            u16::from_le_bytes([h[6], h[7]]),
+            u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
+        )
+    });
+    let code = match err {
+        Error::TooLarge { .. } => ErrorCode::TOO_LARGE,
+        _ => ErrorCode::PROTOCOL,
+    };
+    let msg = match err {
+        Error::TooLarge { len, max, .. } => {
+            format!("too large: payload of {len} bytes exceeds the receiver's limit of {max} bytes")
+        }
+        other => other.to_string(),
+    };
+    // A TLS client on this plain port: its ClientHello parsed as a header.
+    let msg = match header {
+        Some([0x16, 0x03, v, ..]) if v <= 4 => format!(
+            "{msg}; the bytes look like a TLS handshake, but this port does not speak TLS \
+             (connect without tls:// or wss://)"
+        ),
+        _ => msg,
+    };
+    let mut b = BytesMut::new();
+    error_payload(code.0, &msg, &mut b);
+    crate::frame::encode_frame(Kind::Error, cmd, id, &b)
 }
 
 /// The reading half.

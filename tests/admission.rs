@@ -82,7 +82,7 @@ fn eight_clients_race_for_one_permit_in_arrival_order() {
     for n in 0..8u32 {
         let c = Client::builder()
             .timeout(Duration::from_secs(30))
-            .connect(srv.addr())
+            .connect_srv(&srv)
             .unwrap();
         // A connection joins the queue with its first call that needs the
         // device: wait until the server has queued this one before the
@@ -218,6 +218,9 @@ fn client_timeout_while_waiting_is_a_clear_timeout() {
 
 #[test]
 fn killed_holder_socket_lets_the_next_waiter_in() {
+    if over_tls() {
+        return; // a raw plain-TCP peer; tests/tls_suites.rs has the TLS case
+    }
     let (srv, dev) = device_server(1, queue(30), Limits::default());
     for how in ["drop", "shutdown"] {
         let mut s = raw(srv.addr());
@@ -239,6 +242,9 @@ fn killed_holder_socket_lets_the_next_waiter_in() {
 
 #[test]
 fn silent_peer_is_found_by_heartbeat_and_released() {
+    if over_tls() {
+        return; // a raw plain-TCP peer; tests/tls_suites.rs has the TLS case
+    }
     let limits = Limits::default().heartbeat(Some((
         Duration::from_millis(100),
         Duration::from_millis(400),
@@ -251,7 +257,7 @@ fn silent_peer_is_found_by_heartbeat_and_released() {
     let waiter = Client::builder()
         .limits(limits)
         .timeout(Duration::from_secs(10))
-        .connect(srv.addr())
+        .connect_srv(&srv)
         .unwrap();
     let start = std::time::Instant::now();
     waiter.call(&USE, &()).unwrap();
@@ -272,10 +278,7 @@ fn live_but_idle_client_answers_heartbeats_and_keeps_its_permit() {
         Duration::from_millis(200),
     )));
     let (srv, dev) = device_server(1, queue(30), limits);
-    let c = Client::builder()
-        .limits(limits)
-        .connect(srv.addr())
-        .unwrap();
+    let c = Client::builder().limits(limits).connect_srv(&srv).unwrap();
     let me = c.call(&USE, &()).unwrap();
     // Idle for several idle-timeouts: heartbeats keep the connection alive.
     std::thread::sleep(Duration::from_millis(800));

@@ -48,7 +48,7 @@ fn handler_calls_back_into_its_caller_before_returning() {
     let c = Client::builder()
         .handlers(client_router(tx))
         .timeout(T)
-        .connect(srv.addr())
+        .connect_srv(&srv)
         .unwrap();
     assert_eq!(c.call(&DOUBLE_PLUS_ONE, &20).unwrap(), 41);
 }
@@ -64,7 +64,7 @@ fn both_directions_at_once_from_several_threads() {
     let c = Client::builder()
         .handlers(client_router(tx))
         .timeout(T)
-        .connect(srv.addr())
+        .connect_srv(&srv)
         .unwrap();
     let peer = peers_rx.recv_timeout(T).unwrap();
     std::thread::scope(|s| {
@@ -122,7 +122,7 @@ fn broadcast_reaches_each_of_twenty_clients_exactly_once() {
             Client::builder()
                 .handlers(client_router(tx.clone()))
                 .timeout(T)
-                .connect(srv.addr())
+                .connect_srv(&srv)
                 .unwrap()
         })
         .collect();
@@ -158,7 +158,7 @@ fn server_handle_notifies_one_client_later_from_another_thread() {
     let (tx, rx) = unbounded();
     let _c = Client::builder()
         .handlers(client_router(tx))
-        .connect(srv.addr())
+        .connect_srv(&srv)
         .unwrap();
     let peer = peers_rx.recv_timeout(T).unwrap();
     std::thread::spawn(move || peer.notify(&ANNOUNCE, &"just you".to_string()).unwrap())
@@ -220,7 +220,7 @@ fn callback_reply_is_read_while_the_queue_is_full() {
     let c = Client::builder()
         .handlers(client_router(tx))
         .timeout(T)
-        .connect(srv.addr())
+        .connect_srv(&srv)
         .unwrap();
     let c2 = c.clone();
     let slow = std::thread::spawn(move || c2.call(&SLOW_CB, &21));

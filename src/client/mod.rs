@@ -50,6 +50,8 @@ pub struct ClientBuilder {
     pub(crate) reconnect: Option<Reconnect>,
     /// Sent with `identify` on every (re)connection.
     pub(crate) name: Option<String>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsClient>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -73,6 +75,8 @@ impl Default for ClientBuilder {
             router: None,
             reconnect: None,
             name: hold::default_name(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -152,6 +156,8 @@ impl ClientBuilder {
             Target::Tcp(addrs) => self.dial_tcp(addrs),
             #[cfg(feature = "ws")]
             Target::Ws(url) => self.dial_ws(url),
+            #[cfg(feature = "tls")]
+            Target::Tls(host, port) => self.dial_tls(host, *port),
         }
     }
 
@@ -163,7 +169,7 @@ impl ClientBuilder {
         }
         let (peer_addr, writer, reader) = self.dial(target)?;
         let (peer, reader) = self.open_conn(peer_addr, writer, reader)?;
-        if let (Target::Tcp(_), Some(token)) = (target, &self.token) {
+        if let (true, Some(token)) = (target.sends_auth(), &self.token) {
             if let Err(e) = peer.call_raw(builtin::AUTH, token, None) {
                 peer.close();
                 return Err(e);
@@ -272,6 +278,23 @@ pub(crate) enum Target {
     Tcp(Vec<SocketAddr>),
     #[cfg(feature = "ws")]
     Ws(String),
+    /// `tls://host:port`: raw frames inside TLS.
+    #[cfg(feature = "tls")]
+    Tls(String, u16),
+}
+
+impl Target {
+    /// Whether the token goes in an `auth` frame (raw frames; WebSocket
+    /// sends it at the upgrade).
+    fn sends_auth(&self) -> bool {
+        match self {
+            Self::Tcp(_) => true,
+            #[cfg(feature = "ws")]
+            Self::Ws(_) => false,
+            #[cfg(feature = "tls")]
+            Self::Tls(..) => true,
+        }
+    }
 }
 
 pub(crate) fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, Error> {

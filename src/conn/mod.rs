@@ -129,6 +129,9 @@ impl Conn {
         let max_busy = services.router.as_ref().map_or(1, |r| r.max_concurrency());
         let peer = writer.peer_addr();
         let seat = Seat::new(id, peer);
+        if let Some(name) = writer.verified_name() {
+            seat.who.set_verified(name);
+        }
         let inbox = Inbox::new(
             256,
             inbox_bytes,

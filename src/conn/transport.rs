@@ -52,6 +52,11 @@ pub(crate) trait FrameWrite: Send {
     /// closing never waits for a writer blocked on a peer that does not
     /// read.
     fn closer(&self) -> Option<Closer>;
+    /// The name the transport verified for the peer (a TLS client
+    /// certificate's subject), which names the connection in messages.
+    fn verified_name(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Reads whole frames; implemented by each transport. Held by one thread

@@ -7,7 +7,35 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use framerpc::frame::{encode_frame, Header, Kind};
-use framerpc::{Client, Router, Server, ServerBuilder};
+use framerpc::{Client, ClientBuilder, Error, Router, Server, ServerBuilder};
+
+#[cfg(feature = "tls")]
+#[path = "../tls_support/mod.rs"]
+pub mod tls_certs;
+
+/// `FRAMERPC_TEST_TLS=1` (with feature `tls`): the suites that serve and
+/// connect through these helpers run over `tls://` instead of plain TCP.
+pub fn over_tls() -> bool {
+    cfg!(feature = "tls") && std::env::var_os("FRAMERPC_TEST_TLS").is_some_and(|v| v == "1")
+}
+
+/// Connects `builder` to `srv` over plain TCP, or `tls://` under
+/// [`over_tls`].
+pub trait ConnectTest {
+    fn connect_srv(self, srv: &TestServer) -> Result<Client, Error>;
+}
+
+impl ConnectTest for ClientBuilder {
+    fn connect_srv(self, srv: &TestServer) -> Result<Client, Error> {
+        #[cfg(feature = "tls")]
+        if over_tls() {
+            return self
+                .tls_roots_pem(tls_certs::lab().ca.pem.cert.as_bytes())?
+                .connect_tls(&tls_certs::tls_url(srv.addr()));
+        }
+        self.connect(srv.addr())
+    }
+}
 
 pub const T: Duration = Duration::from_secs(5);
 
@@ -22,7 +50,7 @@ impl TestServer {
         self.0.as_ref().unwrap()
     }
     pub fn client(&self) -> Client {
-        Client::builder().timeout(T).connect(self.addr()).unwrap()
+        Client::builder().timeout(T).connect_srv(self).unwrap()
     }
 }
 
@@ -39,6 +67,12 @@ pub fn serve(router: Router) -> TestServer {
 }
 
 pub fn serve_with(builder: ServerBuilder, router: Router) -> TestServer {
+    #[cfg(feature = "tls")]
+    let builder = if over_tls() {
+        builder.tls(tls_certs::server_tls())
+    } else {
+        builder
+    };
     TestServer(Some(builder.bind("127.0.0.1:0", router).unwrap()))
 }
 
