@@ -57,10 +57,17 @@ mod worker;
 #[cfg(feature = "ws")]
 mod ws;
 
+/// The byte string type of [`codec::BYTES`] (re-exported from the `bytes`
+/// crate, so a `bytes` command needs no extra dependency).
+pub use bytes::Bytes;
+
 pub use admission::{Holder, ReleaseReason, Released, Status, WhenFull};
 pub use client::{decode_list, Client, ClientBuilder, Hold, Outage, Reconnect};
 pub use command::{Command, CommandInfo, Spec};
-pub use error::{DecodeError, Error, ErrorCode, HandlerError, Mismatch, ProtocolError, Side};
+pub use error::{
+    DecodeError, Disconnect, Error, ErrorCode, HandlerError, Mismatch, ProtocolError, Side, Stage,
+    Timeout,
+};
 pub use frame::Limits;
 pub use peer::Peer;
 pub use router::{Ctx, Router};

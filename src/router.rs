@@ -126,11 +126,17 @@ impl Router {
         f: impl Fn(&Ctx<'_>, Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
     ) -> Result<Self, Error> {
         let (req, resp) = (cmd.request(), cmd.response());
+        let (name, id) = (cmd.name(), cmd.id());
         self.insert(
             cmd.info(),
             Arc::new(move |ctx, payload, out| {
-                let value = decode_all(req, payload)
-                    .map_err(|e| HandlerError::library(ErrorCode::BAD_PAYLOAD, e.to_string()))?;
+                let value = decode_all(req, payload).map_err(|e| {
+                    let msg = format!(
+                        "the request to {name:?} (id {id}) does not decode as {}: {e}",
+                        req.schema_string()
+                    );
+                    HandlerError::library(ErrorCode::BAD_PAYLOAD, msg)
+                })?;
                 Ok(resp.encode_tail(&f(ctx, value)?, out))
             }),
         )

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use crate::admission::{Admission, Holder, ReleaseHook, Released, Status, WhenFull};
 use crate::command::Command;
 use crate::conn::{Conn, FrameRead, FrameWrite, Helpers, Role, Services, DEFAULT_GRACE};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::frame::{FrameReader, Limits};
 use crate::peer::Peer;
 use crate::pool::Pool;
@@ -185,6 +185,16 @@ impl ServerBuilder {
             self.on_release.clone(),
         ));
         let watch = Arc::new(Watch::default());
+        #[cfg(feature = "ws")]
+        let unknown_hint = match &self.ws {
+            Some(ws) if router.commands().is_empty() => {
+                let hint = ws.raw_hint(local_addr);
+                Some(format!(": raw TCP on this port serves no commands; {hint}").into())
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "ws"))]
+        let unknown_hint = None;
         let services = Services {
             router: Some(Arc::new(router)),
             admission: Some(admission),
@@ -196,6 +206,7 @@ impl ServerBuilder {
                 serve: crate::worker::spare,
             }),
             hooked: self.on_connect.is_some(),
+            unknown_hint,
         };
         let shared = Arc::new(Shared {
             local_addr,
@@ -485,7 +496,7 @@ impl Shared {
             let mut busy = false;
             for c in &conns {
                 if c.calls_in_flight() == 0 {
-                    c.close();
+                    c.close_saying(ErrorCode::SHUTTING_DOWN, SHUTDOWN_NOTICE);
                 } else {
                     busy |= !c.is_closed();
                 }
@@ -496,7 +507,7 @@ impl Shared {
             std::thread::sleep(Duration::from_millis(2));
         }
         for c in &conns {
-            c.close();
+            c.close_saying(ErrorCode::SHUTTING_DOWN, SHUTDOWN_NOTICE);
         }
         let waits: Vec<Receiver<()>> = self.conns.lock().values().map(|l| l.done.clone()).collect();
         let mut clean = true;
@@ -575,6 +586,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// What a connection is told when the server closes it at shutdown.
+const SHUTDOWN_NOTICE: &str = "the server is shutting down";
+
 /// How long shutdown waits, after the grace period, for a connection's
 /// threads to end once it is cut (a handler that never returns is left
 /// running, and shutdown reports it was not clean).
@@ -644,6 +658,10 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     let prefix = match &shared.config.ws {
         Some(ws) => match crate::ws::serve_if_upgrade(shared, ws, id, &stream) {
             crate::ws::Sniffed::Raw(bytes) if ws.raw_tcp => bytes,
+            crate::ws::Sniffed::Raw(_) => {
+                crate::ws::refuse_raw(&stream, ws, shared.local_addr);
+                return;
+            }
             _ => return,
         },
         None => Vec::new(),

@@ -146,6 +146,14 @@ impl FrameWrite for TcpWriter {
         let frame = crate::frame::encode_frame(Kind::Error, cmd, id, &b);
         let _ = self.write_frame(&frame);
     }
+    fn farewell(&mut self, frame: &[u8]) {
+        // The connection closes next: a peer that does not read costs at
+        // most this much.
+        let _ = self
+            .stream
+            .set_write_timeout(Some(Duration::from_millis(50)));
+        let _ = (&*self.stream).write_all(frame);
+    }
     fn shutdown(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }

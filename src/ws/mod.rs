@@ -44,7 +44,7 @@ use crate::router::Router;
 use crate::server::{Server, ServerBuilder};
 use origin::{HostPattern, OriginPattern};
 
-pub(crate) use accept::{serve_if_upgrade, Sniffed};
+pub(crate) use accept::{refuse_raw, serve_if_upgrade, Sniffed};
 
 /// Where and how a server accepts WebSocket upgrades; pass it to
 /// [`ServerBuilder::ws`]. Every setter states its default.
@@ -238,6 +238,18 @@ impl WsConfig {
             .map_err(|e| Error::Config(format!("WsConfig::allowed_hosts: {e}").into()))?;
         self.allowed_hosts = Some(list.into());
         Ok(self)
+    }
+
+    /// What raw TCP on a port that serves no raw commands is told.
+    pub(crate) fn raw_hint(&self, addr: std::net::SocketAddr) -> String {
+        let mut paths: Vec<&str> = self.mounts.keys().map(String::as_str).collect();
+        paths.sort_unstable();
+        let first = paths.first().copied().unwrap_or("/");
+        format!(
+            "this server serves its commands over WebSocket (paths {}): connect with \
+             Client::connect_ws(\"ws://{addr}{first}\", ..)",
+            paths.join(", ")
+        )
     }
 
     /// Whether connections that do not start with `GET ` are served as raw
