@@ -266,6 +266,10 @@ impl Conn {
         };
         if h.kind == Kind::Call {
             self.send_error(h.cmd, h.id, ErrorCode::UNAUTHORIZED, msg);
+        } else {
+            // Nothing to answer (a NOTIFY such as `identify`): say why the
+            // connection closes with an ERROR for call id 0.
+            self.send_error(0, 0, ErrorCode::UNAUTHORIZED, msg);
         }
         Err(ProtocolError::Unexpected("unauthorized").into())
     }
