@@ -25,7 +25,32 @@ use crate::stall::{Watch, STALL};
 use crate::tcp::{tune, Socket, TcpReader, TcpWriter};
 use crate::worker::Part;
 
-/// Settings for a [`Server`]; every setter states its default.
+/// Settings for a [`Server`]; every setter states its default. The entry
+/// to exclusive access: [`max_users`](ServerBuilder::max_users),
+/// [`when_full`](ServerBuilder::when_full) and
+/// [`on_release`](ServerBuilder::on_release).
+///
+/// ```
+/// use std::time::Duration;
+/// use framerpc::codec::F64;
+/// use framerpc::{Client, Command, Router, Server, WhenFull};
+/// const MOVE_TO: Command<f64, f64> = Command::new(1, "move_to", &F64, &F64);
+///
+/// let router = Router::new().handle(&MOVE_TO, |x| Ok(x));
+/// let server = Server::builder()
+///     .max_users(1)                                        // one user at a time
+///     .when_full(WhenFull::Queue { max_wait: Duration::from_secs(60) })
+///     .on_release(|r| println!("{:?} left after {:?}: motor stopped", r.peer, r.held_for))
+///     .grace(Duration::from_secs(1))                       // shutdown waits this long
+///     .bind("127.0.0.1:0", router)?;
+///
+/// let client = Client::connect(server.local_addr())?;
+/// assert_eq!(client.call(&MOVE_TO, &2.5)?, 2.5);           // this connection holds the device
+/// assert_eq!(server.status().active, 1);
+/// drop(client);                                            // and gives it back: on_release runs
+/// server.shutdown();
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 #[must_use]
 pub struct ServerBuilder {
     pub(crate) limits: Limits,
@@ -372,6 +397,28 @@ impl Drop for Server {
 
 /// A [`Server`]'s handle for other threads: cheap to clone, usable from
 /// handlers (to broadcast, or reach another client) and from anywhere else.
+///
+/// ```
+/// use framerpc::codec::STR;
+/// use framerpc::{Client, ClientBuilder, Command, Router, Server};
+/// const NEWS: Command<String, ()> = Command::new(9, "news", &STR, &framerpc::codec::UNIT);
+///
+/// let server = Server::bind("127.0.0.1:0", Router::new())?;
+/// let handle = server.handle();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let _client = ClientBuilder::default()
+///     .handlers(Router::new().handle(&NEWS, move |text| Ok(tx.send(text).unwrap())))
+///     .connect(server.local_addr())?;
+/// // From any thread: notify every connected client.
+/// std::thread::spawn(move || {
+///     while handle.broadcast(&NEWS, &"hello all".to_string()) == 0 {
+///         std::thread::yield_now(); // until the client is counted
+///     }
+/// });
+/// assert_eq!(rx.recv().unwrap(), "hello all");
+/// server.shutdown();
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ServerHandle(Arc<Shared>);
 

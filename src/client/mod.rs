@@ -39,6 +39,27 @@ pub use reconnect::{Outage, Reconnect};
 static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Settings for a [`Client`]; every setter states its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use framerpc::codec::U32;
+/// use framerpc::{Client, Command, Limits, Reconnect, Router, Server};
+/// const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
+///
+/// let server = Server::builder()
+///     .token("s3cret")
+///     .bind("127.0.0.1:0", Router::new().handle(&ADD, |(a, b)| Ok(a + b)))?;
+/// let client = Client::builder()
+///     .token("s3cret")                                  // the server requires it
+///     .timeout(Duration::from_secs(5))                  // calls without their own timeout
+///     .connect_timeout(Duration::from_secs(2))
+///     .limits(Limits::default().max_frame_len(1 << 20)) // replies over 1 MiB: Error::TooLarge
+///     .reconnect(Reconnect::default())                  // dial again after a break
+///     .name("stage-ui")                                 // how BUSY messages name this client
+///     .connect_checked(server.local_addr(), &[&ADD])?;  // and compare the specs
+/// assert_eq!(client.call(&ADD, &(2, 3))?, 5);
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 #[must_use]
 #[derive(Clone)]
 pub struct ClientBuilder {
