@@ -1,6 +1,8 @@
 //! Admission costs, measured (never asserted):
-//! - hand-over: from the holder's close to the first reply of the waiter
-//!   on a `max_users(1)` server (criterion);
+//! - hand-over: from the holder's close, or its `release`, to the first
+//!   reply of the waiter on a `max_users(1)` server (criterion);
+//! - a shared command's small call while another connection holds the
+//!   device, against the same call on a server without admission;
 //! - resident memory and threads per idle connection (printed once).
 //!
 //! ```text
@@ -15,8 +17,12 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use framerpc::codec::{U32, UNIT};
 use framerpc::frame::{encode_frame, Kind};
-use framerpc::{Server, WhenFull};
+use framerpc::reserved::RELEASE;
+use framerpc::{Client, Command, Server, WhenFull};
+
+const POSITION: Command<(), u32> = Command::new(40, "position", &UNIT, &U32);
 
 fn round_trip(s: &mut TcpStream, id: u32) {
     s.write_all(&encode_frame(Kind::Call, 3, id, &[2, 0, 0, 0, 3, 0, 0, 0]))
@@ -67,6 +73,57 @@ fn hand_over(c: &mut Criterion) {
             total
         })
     });
+    g.bench_function("hand_over_release_to_first_reply", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut holder = connect(addr);
+            round_trip(&mut holder, 1);
+            let mut waiter = connect(addr);
+            for i in 0..iters {
+                let id = 10 + i as u32;
+                waiter
+                    .write_all(&encode_frame(Kind::Call, 3, id, &[2, 0, 0, 0, 3, 0, 0, 0]))
+                    .unwrap();
+                while server.status().waiting == 0 {
+                    std::thread::yield_now();
+                }
+                let start = Instant::now();
+                holder
+                    .write_all(&encode_frame(Kind::Call, RELEASE, id, &[]))
+                    .unwrap();
+                let mut reply = [0u8; 16];
+                waiter.read_exact(&mut reply).unwrap();
+                total += start.elapsed();
+                let mut released = [0u8; 12];
+                holder.read_exact(&mut released).unwrap();
+                std::mem::swap(&mut holder, &mut waiter);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+/// A shared command's small call while another connection holds the
+/// device, against the same call on a server without admission.
+fn shared_call(c: &mut Criterion) {
+    let router = || greet::router().handle_shared(&POSITION, |()| Ok(7));
+    let limited = Server::builder()
+        .max_users(1)
+        .bind("127.0.0.1:0", router())
+        .unwrap();
+    let plain = Server::bind("127.0.0.1:0", router()).unwrap();
+    let mut holder = connect(limited.local_addr());
+    round_trip(&mut holder, 1);
+    let observer = Client::connect(limited.local_addr()).unwrap();
+    let other = Client::connect(plain.local_addr()).unwrap();
+    let mut g = c.benchmark_group("shared_call");
+    g.bench_function("while_another_holds_the_device", |b| {
+        b.iter(|| observer.call(&POSITION, &()).unwrap())
+    });
+    g.bench_function("server_without_admission", |b| {
+        b.iter(|| other.call(&POSITION, &()).unwrap())
+    });
     g.finish();
 }
 
@@ -114,6 +171,6 @@ fn idle_connection_cost(_: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = idle_connection_cost, hand_over
+    targets = idle_connection_cost, hand_over, shared_call
 }
 criterion_main!(benches);

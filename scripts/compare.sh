@@ -11,6 +11,24 @@
 #   scripts/compare.sh rss framerpc-tcp 20    # server RSS after each of 20
 #                                             # connections echoing 16 MiB
 #
+# One command each for the connection core's before/after figures (both
+# placements, pinned to one CPU and unpinned, in the same run; add
+# --pinned or --unpinned for one):
+#
+#   scripts/compare.sh ref --quick     # reference table: framerpc against
+#                                      # plain TCP and plain tungstenite,
+#                                      # with one shared client and the
+#                                      # server's peak RSS in a 16 MiB echo
+#   scripts/compare.sh scale --quick   # 1,000 idle connections, 256 busy
+#                                      # clients, memory after 16 clients
+#                                      # echo 16 MiB at once
+#   scripts/compare.sh scale --quick raw-tcp framerpc-tcp tarpc
+#
+# `--quick` keeps each of ref and scale under about 2 minutes once built.
+# scale needs about 5,000 open files: the binary raises its own soft limit
+# (setrlimit, inherited by its server children) up to the hard limit, and
+# reports both; if the hard limit is lower, raise it first (ulimit -Hn).
+#
 # compare/ is a workspace of its own (target dir compare/target): the root
 # crate's build and tests never compile tokio, tarpc or jsonrpsee. The
 # first build takes a few minutes.

@@ -212,6 +212,16 @@ impl Who {
     }
 }
 
+/// A duration in seconds as people write it: `30 s`, `0.5 s`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 || s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 /// Checks an `identify` label: 1 to 64 bytes of printable UTF-8.
 pub(crate) fn check_label(raw: &[u8]) -> Result<&str, String> {
     if raw.is_empty() || raw.len() > MAX_LABEL {
@@ -432,8 +442,8 @@ impl Admission {
                 u.ticket = None;
                 u.note = match reason {
                     ReleaseReason::Lapsed => Some(format!(
-                        "this connection's hold lapsed after {:.0} s without a call needing the device",
-                        self.hold_idle.unwrap_or_default().as_secs_f64()
+                        "this connection's hold lapsed after {} without a call needing the device",
+                        seconds(self.hold_idle.unwrap_or_default())
                     )),
                     ReleaseReason::Forced => {
                         Some("the server's administrator released this connection's hold".into())

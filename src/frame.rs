@@ -285,6 +285,15 @@ impl<R: Read> FrameReader<R> {
         Vec::with_capacity(first.max(BIG_RESERVE))
     }
 
+    /// Whether a whole frame is already in the buffer.
+    pub fn has_buffered_frame(&self) -> bool {
+        if self.big.is_some() || self.filled < HEADER_LEN {
+            return false;
+        }
+        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        self.filled >= HEADER_LEN + len as usize
+    }
+
     /// The header of the frame being read, once its 12 bytes are in
     /// (used to answer TOO_LARGE with the right id and cmd).
     pub fn pending_header(&self) -> Option<[u8; HEADER_LEN]> {

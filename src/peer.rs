@@ -124,6 +124,7 @@ impl Peer {
     /// An untyped call whose payload `body` writes straight into the
     /// outgoing frame (no intermediate buffer); the reply payload is a
     /// slice of the received frame.
+    #[cfg_attr(not(feature = "msgpack"), allow(dead_code))]
     pub(crate) fn call_with(
         &self,
         cmd: u16,
@@ -135,6 +136,7 @@ impl Peer {
 
     /// An untyped one-way call whose payload `body` writes straight into
     /// the outgoing frame.
+    #[cfg_attr(not(feature = "msgpack"), allow(dead_code))]
     pub(crate) fn notify_with(
         &self,
         cmd: u16,

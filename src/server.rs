@@ -164,8 +164,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Stack size of each connection's handler thread (default 256 KiB;
-    /// readers use 128 KiB). Raise it for handlers with deep recursion.
+    /// Stack size of each connection's thread and of the spare threads that
+    /// run calls (default 256 KiB). Raise it for handlers with deep
+    /// recursion.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes.max(64 * 1024);
         self
@@ -177,10 +178,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Runs on each new connection's handler thread before any of its
-    /// calls (and before admission), with a handle to the peer that stays
-    /// usable from other threads: keep it to call or notify that client
-    /// later. Default: none.
+    /// Runs for each new connection before any of its calls (on a spare
+    /// thread, while the connection is already read: `ping` and `status`
+    /// are answered meanwhile), with a handle to the peer that stays usable
+    /// from other threads: keep it to call or notify that client later.
+    /// Default: none.
     pub fn on_connect(mut self, hook: impl Fn(&Peer) + Send + Sync + 'static) -> Self {
         self.on_connect = Some(Arc::new(hook));
         self

@@ -83,7 +83,7 @@ pub(crate) fn write_all_within(
 
 /// One vectored write of what is left of `parts` after `skip` bytes.
 fn write_some(stream: &mut &TcpStream, parts: &[&[u8]], mut skip: usize) -> io::Result<usize> {
-    let mut slices: [IoSlice<'_>; 2] = [IoSlice::new(&[]), IoSlice::new(&[])];
+    let mut slices: [IoSlice<'_>; 3] = [IoSlice::new(&[]), IoSlice::new(&[]), IoSlice::new(&[])];
     let mut n = 0;
     for p in parts {
         if skip >= p.len() {
@@ -120,6 +120,12 @@ impl FrameWrite for TcpWriter {
     }
     fn write_frame_parts(&mut self, head: &[u8], tail: &[u8]) -> io::Result<()> {
         write_all_within(&self.stream, &[head, tail], self.write_timeout)
+    }
+    fn write_frames(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        write_all_within(&self.stream, parts, self.write_timeout)
+    }
+    fn coalesces(&self) -> bool {
+        true
     }
     fn heartbeat(&mut self, ping_frame: &[u8]) -> io::Result<()> {
         self.write_frame(ping_frame)
@@ -183,5 +189,8 @@ impl FrameRead for TcpReader {
     }
     fn trim(&mut self) {
         self.0.trim();
+    }
+    fn has_buffered_frame(&self) -> bool {
+        self.0.has_buffered_frame()
     }
 }

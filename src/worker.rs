@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use crate::admission::ReleaseReason;
-use crate::conn::{Conn, Incoming, Role, Step};
+use crate::conn::{Conn, Incoming, Role, Step, When};
 use crate::error::{Error, ErrorCode};
 use crate::frame::{finish_frame_with_tail, start_frame, Kind};
 use crate::router::{builtin, Ctx, Router};
@@ -72,7 +72,7 @@ pub(crate) fn serve(conn: &Arc<Conn>, router: &Router, mut role: Option<Role>, p
             if let Some(r) = role.take() {
                 conn.put_role(r, true);
             }
-            run(conn, router, item, &mut out);
+            run(conn, router, item, &mut out, When::Now);
             continue;
         }
         if role.is_none() && conn.shares_reading() {
@@ -93,10 +93,18 @@ pub(crate) fn serve(conn: &Arc<Conn>, router: &Router, mut role: Option<Role>, p
         match conn.read_step(&mut r) {
             Step::Continue => role = Some(r),
             Step::Run(item) => {
+                // More calls already read: the reply goes out with the next
+                // write (one write for a batch of pipelined calls), at the
+                // latest before a reader waits on the socket again.
+                let when = if r.has_buffered_frame() {
+                    When::Later
+                } else {
+                    When::Now
+                };
                 // Reading is free for another thread while this one runs
                 // the call; the watchdog hands it over if the call is long.
                 conn.put_role(r, true);
-                run(conn, router, item, &mut out);
+                run(conn, router, item, &mut out, when);
             }
             Step::End => {
                 conn.finish();
@@ -107,10 +115,10 @@ pub(crate) fn serve(conn: &Arc<Conn>, router: &Router, mut role: Option<Role>, p
 }
 
 /// Runs one call (already counted as running) and marks it done.
-fn run(conn: &Arc<Conn>, router: &Router, item: Incoming, out: &mut BytesMut) {
+fn run(conn: &Arc<Conn>, router: &Router, item: Incoming, out: &mut BytesMut, when: When) {
     let needs_device = item.needs_device;
     conn.mark_running(true);
-    handle_one(conn, router, item, out);
+    handle_one(conn, router, item, out, when);
     conn.mark_running(false);
     if needs_device {
         conn.device_call_done();
@@ -128,7 +136,7 @@ fn refuse(conn: &Conn, inc: &Incoming, code: ErrorCode, message: &str) {
     }
 }
 
-fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesMut) {
+fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesMut, when: When) {
     let h = inc.header;
     let answer = h.kind == Kind::Call;
     if answer && conn.calls.skip_if_cancelled(h.id) {
@@ -162,7 +170,7 @@ fn handle_one(conn: &Arc<Conn>, router: &Router, inc: Incoming, out: &mut BytesM
         match result {
             Ok(Ok(tail)) => match finish_frame_with_tail(out, tail_len(&tail), &conn.limits) {
                 Ok(()) => {
-                    let _ = conn.send_parts(out, tail.as_deref().unwrap_or_default());
+                    let _ = conn.send_when(out, tail.as_deref().unwrap_or_default(), when);
                 }
                 Err(Error::TooLarge { len, max, .. }) => {
                     let msg = format!(

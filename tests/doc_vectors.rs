@@ -256,7 +256,36 @@ fn frames_errors_and_builtin_replies() {
                 let (a, m, w) = decode_all(&(U32, U32, U32), Bytes::from(p)).unwrap();
                 assert!(a <= m || m == 0, "{a} {m} {w}");
             }
-            (Kind::Call | Kind::Reply, 0xFF00..=0xFF03) => {}
+            (Kind::Reply, 0xFF08) => {
+                // shared: u16 count, then u16 ids.
+                let ids = decode_all(&framerpc::codec::VecOf(U16), {
+                    // Same bytes as a vec<u16> but with a u16 count.
+                    let mut b = BytesMut::new();
+                    b.extend_from_slice(&u32::from(u16::from_le_bytes([p[0], p[1]])).to_le_bytes());
+                    b.extend_from_slice(&p[2..]);
+                    b.freeze()
+                })
+                .unwrap();
+                let want: Vec<u16> = case["value"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u16)
+                    .collect();
+                assert_eq!(ids, want);
+            }
+            (Kind::Call, 0xFF05) => {
+                let ms = decode_all(&U32, Bytes::from(p)).unwrap();
+                assert_eq!(u64::from(ms), case["value"]["wait_ms"].as_u64().unwrap());
+            }
+            (Kind::Call | Kind::Notify, 0xFF07) | (Kind::Reply, 0xFF04) => {
+                assert_eq!(
+                    std::str::from_utf8(&p).unwrap(),
+                    case["value"].as_str().unwrap()
+                );
+            }
+            (Kind::Error, 0xFF05) => assert_eq!(u16::from_le_bytes([p[0], p[1]]), 5),
+            (Kind::Call | Kind::Reply, 0xFF00..=0xFF08) => {}
             other => panic!("builtin vector {other:?} not covered"),
         }
     }

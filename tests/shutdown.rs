@@ -40,13 +40,16 @@ fn calls_in_flight_finish_and_new_calls_are_refused() {
     let in_flight = std::thread::spawn(move || c2.call(&BLOCK, &()));
     started.recv_timeout(T).unwrap();
 
-    let handle = server.handle();
-    let stopper = std::thread::spawn(move || handle.shutdown());
-    // A connection with nothing in flight is closed at once...
+    // A connection with nothing in flight (connected before the shutdown
+    // begins: after it, the port is closed)...
     let other = framerpc::Client::builder()
         .timeout(T)
         .connect(addr)
         .unwrap();
+    assert_eq!(other.call(&ADD_2_WORDS, &(1, 1)).unwrap(), 2);
+    let handle = server.handle();
+    let stopper = std::thread::spawn(move || handle.shutdown());
+    // ...is closed at once...
     eventually("idle connection closed", || {
         other
             .call(&ADD_2_WORDS, &(1, 1))

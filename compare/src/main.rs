@@ -17,7 +17,21 @@
 //! read from /proc/PID/status. Rounds are interleaved: every round runs
 //! every workload on every system (the order rotating), and the report
 //! gives the median over rounds.
+//!
+//! Two more runs, one command each, for measuring framerpc before and
+//! after a change:
+//!
+//! - `compare ref [--quick]`: the reference table (framerpc against plain
+//!   TCP and plain tungstenite), pinned to one CPU and unpinned in the same
+//!   run (`reference.rs`);
+//! - `compare scale [--quick] [SYSTEM...]`: 1,000 idle connections, 256
+//!   busy clients, memory after concurrent 16 MiB echoes (`scale.rs`).
+//!
+//! `--pinned` or `--unpinned` runs only one placement.
 
+mod os;
+mod reference;
+mod scale;
 mod systems;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,11 +43,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use systems::{AsyncClient, System, ALL};
 
-const ECHO_LEN: usize = 16 << 20;
+pub const ECHO_LEN: usize = 16 << 20;
 const MIB: f64 = (1 << 20) as f64;
 
-struct Settings {
-    quick: bool,
+pub struct Settings {
     rounds: usize,
     /// Warm-up before each timed part.
     warm: Duration,
@@ -46,7 +59,6 @@ impl Settings {
     fn new(quick: bool) -> Self {
         if quick {
             Settings {
-                quick,
                 rounds: 3,
                 warm: Duration::from_millis(200),
                 a_time: Duration::from_millis(1000),
@@ -55,7 +67,6 @@ impl Settings {
             }
         } else {
             Settings {
-                quick,
                 rounds: 5,
                 warm: Duration::from_millis(300),
                 a_time: Duration::from_millis(2500),
@@ -64,6 +75,59 @@ impl Settings {
             }
         }
     }
+
+    /// `compare ref`: both placements in one run, so shorter parts.
+    fn reference(quick: bool) -> Self {
+        if quick {
+            Settings {
+                rounds: 3,
+                warm: Duration::from_millis(200),
+                a_time: Duration::from_millis(800),
+                b_time: Duration::from_millis(1000),
+                c_calls: 3,
+            }
+        } else {
+            Settings::new(false)
+        }
+    }
+}
+
+/// Where the benchmark and its server children run: one CPU, or all the
+/// CPUs the run was started with.
+#[derive(Clone)]
+pub struct Placement {
+    pub name: &'static str,
+    pub cpus: Vec<usize>,
+}
+
+/// The placements a run asked for (`--pinned`, `--unpinned`, default
+/// both). Pinned is the first CPU this process may use (CPU 0 unless the
+/// run was started under taskset). Unpinned is left out, with a note, when
+/// the run was started on one CPU.
+fn placements(args: &[String]) -> Vec<Placement> {
+    let inherited = os::affinity();
+    let pinned = Placement {
+        name: "pinned",
+        cpus: inherited.first().map_or(vec![0], |&c| vec![c]),
+    };
+    let unpinned = Placement {
+        name: "unpinned",
+        cpus: inherited.clone(),
+    };
+    let want_pinned = !args.iter().any(|a| a == "--unpinned");
+    let want_unpinned = !args.iter().any(|a| a == "--pinned");
+    let mut out = Vec::new();
+    if want_pinned {
+        out.push(pinned);
+    }
+    if want_unpinned {
+        if inherited.len() > 1 {
+            out.push(unpinned);
+        } else {
+            eprintln!("started on one CPU ({inherited:?}): no unpinned placement");
+        }
+    }
+    out
 }
 
 fn main() {
@@ -80,14 +144,29 @@ fn main() {
         rss_growth(sys, conns);
         return;
     }
+    let mode = args
+        .first()
+        .map(String::as_str)
+        .filter(|m| matches!(*m, "ref" | "scale"))
+        .unwrap_or("peers");
+    let rest = if mode == "peers" {
+        &args[..]
+    } else {
+        &args[1..]
+    };
     let mut quick = false;
     let mut only: Vec<System> = Vec::new();
-    for a in &args {
+    for a in rest {
         match a.as_str() {
             "--quick" => quick = true,
+            "--pinned" | "--unpinned" if mode != "peers" => {}
             "-h" | "--help" => {
                 println!(
-                    "usage: compare [--quick] [SYSTEM...]   systems: {}",
+                    "usage: compare [--quick] [SYSTEM...]           peers, one placement\n       \
+                     compare ref [--quick] [--pinned|--unpinned]  reference table, both placements\n       \
+                     compare scale [--quick] [--pinned|--unpinned] [SYSTEM...]\n       \
+                     compare rss [SYSTEM] [N]                      RSS after N sequential 16 MiB echoes\n\
+                     systems: {}",
                     names()
                 );
                 return;
@@ -98,16 +177,34 @@ fn main() {
             })),
         }
     }
+    let all: &[System] = match mode {
+        "scale" => &scale::DEFAULT,
+        _ => &ALL,
+    };
     let systems: Vec<System> = if only.is_empty() {
-        ALL.to_vec()
+        all.to_vec()
     } else {
         ALL.into_iter().filter(|s| only.contains(s)).collect()
     };
-    run(Settings::new(quick), &systems, &args);
+    match mode {
+        "ref" => {
+            if !only.is_empty() {
+                eprintln!(
+                    "compare ref always runs raw-tcp, framerpc-tcp, tungstenite, framerpc-ws"
+                );
+                std::process::exit(2)
+            }
+            reference::run(quick, &placements(&args), &args)
+        }
+        "scale" => scale::run(quick, &placements(&args), &systems, &args),
+        _ => run(Settings::new(quick), &systems, &args),
+    }
 }
 
 /// `compare rss [SYSTEM] [N]`: N connections one after another, each
 /// echoing 16 MiB twice then closing; prints the server's RSS after each.
+/// (`compare scale` part (c) is the concurrent version: 16 connections
+/// echoing at once, in waves.)
 fn rss_growth(sys: System, conns: usize) {
     let data = Bytes::from(vec![0x5a; ECHO_LEN]);
     let set = Settings {
@@ -150,18 +247,18 @@ fn serve(sys: System) -> ! {
 }
 
 /// One server child process.
-struct ServerProc {
-    sys: System,
+pub struct ServerProc {
+    pub sys: System,
     child: Child,
     stdin: Option<ChildStdin>,
-    line: String,
+    pub line: String,
     idle_threads: u64,
     threads_at_32: u64,
     end_threads: u64,
 }
 
 impl ServerProc {
-    fn spawn(sys: System) -> Self {
+    pub fn spawn(sys: System) -> Self {
         let exe = std::env::current_exe().expect("current exe");
         let mut child = Command::new(exe)
             .args(["serve", sys.name()])
@@ -190,18 +287,18 @@ impl ServerProc {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         drop(self.stdin.take());
         let _ = self.child.wait();
     }
 }
 
 /// A field of /proc/PID/status, as its first number (kB for Vm* fields).
-fn proc_status(pid: u32, key: &str) -> u64 {
+pub fn proc_status(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
@@ -219,7 +316,7 @@ struct Samples {
     c: Vec<f64>,
 }
 
-fn median(v: &[f64]) -> f64 {
+pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -233,14 +330,13 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn loadavg() -> String {
+pub fn loadavg() -> String {
     let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 fn run(set: Settings, systems: &[System], args: &[String]) {
-    let started = Instant::now();
-    let load_before = loadavg();
+    let started = RunStart::now();
     let mut servers: Vec<ServerProc> = systems.iter().map(|&s| ServerProc::spawn(s)).collect();
     std::thread::sleep(Duration::from_millis(300));
     for s in &mut servers {
@@ -305,22 +401,13 @@ fn run(set: Settings, systems: &[System], args: &[String]) {
     for s in &mut servers {
         s.stop();
     }
-    let load = format!("{load_before} before, {} after", loadavg());
-    report(
-        &set,
-        &servers,
-        &samples,
-        &hwm,
-        args,
-        started.elapsed(),
-        &load,
-    );
+    report(&set, &servers, &samples, &hwm, args, &started);
 }
 
 // ---------------------------------------------------------------- workloads
 
 /// A: one client, sequential small calls. Returns p50 µs, p99 µs, calls/s.
-fn workload_a(sys: System, line: &str, set: &Settings) -> (f64, f64, f64) {
+pub fn workload_a(sys: System, line: &str, set: &Settings) -> (f64, f64, f64) {
     let mut lat: Vec<u64> = Vec::with_capacity(1 << 20);
     let elapsed = if sys.is_async() {
         // One task on a current-thread runtime: the cheapest way to make
@@ -378,7 +465,7 @@ fn workload_a(sys: System, line: &str, set: &Settings) -> (f64, f64, f64) {
 
 /// B: `n` clients, each on its own connection, calling in a loop. Returns
 /// total calls/s and the server's thread count in mid-run.
-fn workload_b(sys: System, line: &str, n: usize, pid: u32, set: &Settings) -> (f64, u64) {
+pub fn workload_b(sys: System, line: &str, n: usize, pid: u32, set: &Settings) -> (f64, u64) {
     let calls = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicUsize::new(0));
@@ -450,7 +537,7 @@ fn workload_b(sys: System, line: &str, n: usize, pid: u32, set: &Settings) -> (f
 
 /// C: echo 16 MiB and get the same bytes back; MiB/s counts the bytes of
 /// both directions (32 MiB per call), as benches/core.rs does.
-fn workload_c(sys: System, line: &str, data: &Bytes, set: &Settings) -> f64 {
+pub fn workload_c(sys: System, line: &str, data: &Bytes, set: &Settings) -> f64 {
     let elapsed = if sys.is_async() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -487,15 +574,27 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn report(
-    set: &Settings,
-    servers: &[ServerProc],
-    samples: &[Samples],
-    hwm_kib: &[(u64, u64)],
-    args: &[String],
-    took: Duration,
-    load: &str,
-) {
+/// A report's title and the lines that say where, when and how it was
+/// measured: the command line first, so that a pasted table can be re-run.
+/// When a run started, and what the machine was doing then.
+pub struct RunStart {
+    t: Instant,
+    load: String,
+    ticks: (u64, u64),
+}
+
+impl RunStart {
+    pub fn now() -> Self {
+        RunStart {
+            t: Instant::now(),
+            load: loadavg(),
+            ticks: os::cpu_ticks(),
+        }
+    }
+}
+
+pub fn print_header(title: &str, args: &[String], run: &RunStart) {
+    let took = run.t.elapsed();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
@@ -509,32 +608,82 @@ fn report(
             )
         })
         .unwrap_or_else(|| "?".into());
-    let allowed = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| Some(l.strip_prefix("Cpus_allowed_list:")?.trim().to_owned()))
-        .unwrap_or_else(|| "?".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("### framerpc and its peers, same run, 127.0.0.1");
+    let allowed = os::affinity();
+    let nproc = sh("nproc", &["--all"]);
+    let taskset = if nproc.parse() == Ok(allowed.len()) {
+        String::new()
+    } else {
+        format!("taskset -c {} ", os::cpu_list(&allowed))
+    };
+    println!("### {title}");
     println!();
     println!(
-        "- machine: nproc {} ({cpu}), CPUs allowed: {allowed} ({cores} usable), Linux {}",
-        sh("nproc", &["--all"]),
-        sh("uname", &["-r"])
-    );
-    println!("- date: {}", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    println!("- load average (1, 5, 15 min): {load} (anything else running skews the figures)");
-    let pinned = if allowed.contains(['-', ',']) {
-        ""
-    } else {
-        "taskset -c 0 "
-    };
-    println!(
-        "- command: `{pinned}scripts/compare.sh{}` (binary: `compare{}`), {:.0} s",
-        if set.quick { " --quick" } else { "" },
+        "- command: `{taskset}scripts/compare.sh{}` ({:.0} s)",
         args.iter().map(|a| format!(" {a}")).collect::<String>(),
         took.as_secs_f64()
     );
+    println!(
+        "- machine: nproc {nproc} ({cpu}), CPUs allowed: {}, Linux {}, {}",
+        os::cpu_list(&allowed),
+        sh("uname", &["-r"]),
+        sh("rustc", &["--version"])
+    );
+    println!("- date: {}", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    println!(
+        "- load average (1, 5, 15 min): {} before, {} after (the figure after counts this run's own threads)",
+        run.load,
+        loadavg()
+    );
+    let (busy, own) = os::cpu_ticks();
+    let hz = os::ticks_per_sec();
+    let other = (busy.saturating_sub(run.ticks.0) as f64 - own.saturating_sub(run.ticks.1) as f64)
+        .max(0.0)
+        / hz;
+    let avail = took.as_secs_f64() * nproc.parse::<f64>().unwrap_or(1.0);
+    let share = 100.0 * other / avail.max(1e-9);
+    println!(
+        "- CPU taken by other processes during the run (/proc/stat busy and stolen time less this run's): \
+         {other:.0} of {avail:.0} CPU-seconds ({share:.0}%)"
+    );
+    if share > 20.0 {
+        println!(
+            "- **warning: other work took {share:.0}% of the machine during this run: compare figures \
+             only within this run, or run again on a quieter machine**"
+        );
+    }
+}
+
+/// 41500.3 -> "41,500"; below 100, one decimal.
+pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    if x.abs() < 100.0 {
+        return format!("{x:.1}");
+    }
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn report(
+    set: &Settings,
+    servers: &[ServerProc],
+    samples: &[Samples],
+    hwm_kib: &[(u64, u64)],
+    args: &[String],
+    started: &RunStart,
+) {
+    print_header("framerpc and its peers, same run, 127.0.0.1", args, started);
     println!(
         "- {} rounds, interleaved (every system in each round, order rotating); medians over rounds. \
          A: {:.1} s of sequential calls per round; B: {:.1} s per round after all clients connected; \

@@ -318,19 +318,40 @@ pub trait SyncClient: Send {
 
 /// Connects a blocking client of `sys` to the server whose line is `line`.
 pub fn connect_sync(sys: System, line: &str) -> Box<dyn SyncClient> {
+    try_connect_sync(sys, line).unwrap_or_else(|e| panic!("{} connect: {e}", sys.name()))
+}
+
+/// [`connect_sync`] that reports a failure (out of descriptors, refused)
+/// instead of panicking.
+pub fn try_connect_sync(sys: System, line: &str) -> Result<Box<dyn SyncClient>, String> {
+    let (addr, _) = split_line(line);
+    Ok(match sys {
+        System::RawTcp => Box::new(RawClient::connect(addr).map_err(|e| e.to_string())?),
+        System::Tungstenite => {
+            Box::new(TungsteniteClient::connect(addr).map_err(|e| e.to_string())?)
+        }
+        System::FramerpcTcp | System::FramerpcWs => {
+            Box::new(FramerpcClient(connect_framerpc(sys, line)?))
+        }
+        System::Tarpc | System::Jsonrpsee => unreachable!("async system"),
+    })
+}
+
+/// One framerpc client (a `Client` is shareable: clones use the same
+/// connection).
+pub fn connect_framerpc(sys: System, line: &str) -> Result<framerpc::Client, String> {
     let (addr, token) = split_line(line);
     match sys {
-        System::RawTcp => Box::new(RawClient::connect(addr)),
-        System::Tungstenite => Box::new(TungsteniteClient::connect(addr)),
-        System::FramerpcTcp => Box::new(FramerpcClient(
-            framerpc::Client::connect(addr).expect("framerpc connect"),
-        )),
-        System::FramerpcWs => Box::new(FramerpcClient(
-            framerpc::Client::connect_ws(&format!("ws://{addr}/bench"), token)
-                .expect("framerpc ws connect"),
-        )),
-        System::Tarpc | System::Jsonrpsee => unreachable!("async system"),
+        System::FramerpcTcp => framerpc::Client::connect(addr).map_err(|e| e.to_string()),
+        System::FramerpcWs => framerpc::Client::connect_ws(&format!("ws://{addr}/bench"), token)
+            .map_err(|e| e.to_string()),
+        _ => unreachable!("not a framerpc system"),
     }
+}
+
+/// A small call through a (possibly shared) framerpc client.
+pub fn framerpc_add(c: &framerpc::Client, a: u32, b: u32) -> u32 {
+    c.call(&ADD, &(a, b)).expect("framerpc add")
 }
 
 pub fn split_line(line: &str) -> (SocketAddr, Option<&str>) {
@@ -346,14 +367,14 @@ struct RawClient {
 }
 
 impl RawClient {
-    fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        Self {
+    fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        Ok(Self {
             s,
             out: Vec::new(),
             buf: Vec::new(),
-        }
+        })
     }
 }
 
@@ -386,13 +407,13 @@ impl SyncClient for RawClient {
 struct TungsteniteClient(WebSocket<TcpStream>);
 
 impl TungsteniteClient {
-    fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
+    fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
         let (ws, _) =
             tungstenite::client::client_with_config(format!("ws://{addr}/"), s, Some(ws_config()))
-                .expect("ws handshake");
-        Self(ws)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Self(ws))
     }
 
     fn round_trip(&mut self, msg: Bytes) -> Bytes {
@@ -423,7 +444,7 @@ struct FramerpcClient(framerpc::Client);
 
 impl SyncClient for FramerpcClient {
     fn add(&mut self, a: u32, b: u32) -> u32 {
-        self.0.call(&ADD, &(a, b)).expect("framerpc add")
+        framerpc_add(&self.0, a, b)
     }
 
     fn echo(&mut self, data: &Bytes) -> usize {
@@ -439,17 +460,25 @@ pub enum AsyncClient {
 
 impl AsyncClient {
     pub async fn connect(sys: System, line: &str) -> AsyncClient {
+        AsyncClient::try_connect(sys, line)
+            .await
+            .unwrap_or_else(|e| panic!("{} connect: {e}", sys.name()))
+    }
+
+    pub async fn try_connect(sys: System, line: &str) -> Result<AsyncClient, String> {
         let (addr, _) = split_line(line);
         match sys {
             System::Tarpc => {
                 use tarpc::tokio_serde::formats::Bincode;
-                let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-                s.set_nodelay(true).unwrap();
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
                 let framed = tarpc::tokio_util::codec::Framed::new(s, tarpc_codec());
                 let transport = tarpc::serde_transport::new(framed, Bincode::default());
-                AsyncClient::Tarpc(
+                Ok(AsyncClient::Tarpc(
                     BenchClient::new(tarpc::client::Config::default(), transport).spawn(),
-                )
+                ))
             }
             System::Jsonrpsee => {
                 let c = jsonrpsee_ws_client::WsClientBuilder::default()
@@ -457,8 +486,8 @@ impl AsyncClient {
                     .max_response_size(MAX_MSG as u32)
                     .build(format!("ws://{addr}"))
                     .await
-                    .expect("jsonrpsee connect");
-                AsyncClient::Jsonrpsee(c)
+                    .map_err(|e| e.to_string())?;
+                Ok(AsyncClient::Jsonrpsee(c))
             }
             _ => unreachable!("sync system"),
         }

@@ -41,15 +41,16 @@ from .errors import (
     Unauthorized,
     UnknownCommand,
 )
-from .dynamic import Proxy, is_proxy, materialize
+from .dynamic import Proxy, RemoteFunction, describe, is_proxy, materialize, remote_module
+from .hold import Hold
 from .schema import compile_schema, decode, encode
 from .transport import ConnectError
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Proxy", "is_proxy", "materialize",
-    "connect", "Client", "Handlers", "CallContext", "Reconnect", "FAIL_FAST", "WAIT", "CommandInfo", "Status", "compile_schema", "encode", "decode",
+    "Proxy", "RemoteFunction", "is_proxy", "materialize", "describe", "remote_module",
+    "Hold", "connect", "Client", "Handlers", "CallContext", "Reconnect", "FAIL_FAST", "WAIT", "CommandInfo", "Status", "compile_schema", "encode", "decode",
     "decode_list", "encode_list", "FramerpcError", "RemoteError", "UnknownCommand", "BadPayload",
     "HandlerError", "Panic", "Busy", "Unauthorized", "TooLarge", "ShuttingDown", "RemoteTimeout",
     "ProtocolError", "Timeout", "CallTimeout", "Disconnected", "FrameTooLarge", "SchemaError",

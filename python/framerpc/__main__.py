@@ -1,5 +1,8 @@
 """Command line: ``python -m framerpc ADDR list | call NAME [JSON ...] | ping | status``.
 
+``list`` marks, on a server that shares a device, which commands need it
+and which are shared.
+
 ADDR is ``tcp://HOST:PORT``, ``HOST:PORT`` or ``ws://HOST:PORT/PATH``.
 ``call`` takes one JSON value per argument (or one JSON array for a tuple
 schema), converts them through the command's request schema (bytes as hex
@@ -34,11 +37,23 @@ def main(argv=None) -> int:
     try:
         if a.what == "list":
             rows = cl.list()
+            shared = None
+            if cl.status().max:  # a device shared by admission: which commands need it
+                try:
+                    shared = set(cl.shared_commands())
+                except FramerpcError:  # a server from before shared commands
+                    pass
             w = max([len(r.name) for r in rows] + [4])
             wr = max([len(r.request) for r in rows] + [7])
-            print(f"{'id':>6}  {'name':<{w}}  {'request':<{wr}}  response")
+            wp = max([len(r.response) for r in rows] + [8])
+            print(f"{'id':>6}  {'name':<{w}}  {'request':<{wr}}  " + ("response" if shared is None else
+                                                                     f"{'response':<{wp}}  device"))
             for r in rows:
-                print(f"{r.id:>6}  {r.name:<{w}}  {r.request:<{wr}}  {r.response}")
+                line = f"{r.id:>6}  {r.name:<{w}}  {r.request:<{wr}}  "
+                if shared is None:
+                    print(line + r.response)
+                else:
+                    print(line + f"{r.response:<{wp}}  " + ("shared" if r.id in shared else "needs it"))
         elif a.what == "call":
             name = int(a.name, 0) if a.name.isdigit() else a.name
             cmd = cl._command(name)

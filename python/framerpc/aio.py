@@ -27,6 +27,7 @@ import asyncio
 import inspect
 import itertools
 import os
+import copy
 import socket
 import struct
 import time
@@ -36,14 +37,15 @@ import msgpack
 from . import frame as fr
 from .client import DEFAULT_TIMEOUT, CallContext, CommandInfo, Handlers, Status, _Command, _Inbound, \
     decode_list, encode_list
-from .dynamic import Proxy, Session
+from .dynamic import STEP_DESCRIBE, Proxy, Session
 from .errors import CallTimeout, DecodeError, Disconnected, EncodeError, FramerpcError, FrameTooLarge, \
     ProtocolViolation, RemoteError, UnknownCommand
+from .hold import check_name, decode_shared, default_name, wait_payload
 from .transport import ConnectError, parse_address
 
 _HDR = fr.HEADER
 _STATUS = struct.Struct("<III")
-__all__ = ["connect", "AsyncClient", "materialize"]
+__all__ = ["connect", "AsyncClient", "AsyncHold", "materialize", "describe"]
 
 
 class _SessionLink:
@@ -63,6 +65,8 @@ class AsyncClient:
                  token_sent):
         self._r, self._w = reader, writer
         self.address = address
+        #: the name given to the server (``identify``), or None
+        self.name = None
         sock = writer.get_extra_info("sockname")
         self.local_address = f"{sock[0]}:{sock[1]}" if sock else None
         self.timeout = timeout
@@ -250,6 +254,32 @@ class AsyncClient:
             table[r.id] = c
         self._commands = table
         return rows
+
+    # -- sharing the device (as framerpc.Client's) --------------------------------------
+    async def acquire(self, timeout: float | None = None) -> "AsyncHold":
+        """Waits (at most ``timeout`` s; default the client's timeout) until
+        this connection holds the device; see :meth:`framerpc.Client.acquire`.
+        A cancelled task's wait sends CANCEL: the connection leaves the queue."""
+        wait = self.timeout if timeout is None else timeout
+        local = None if self.timeout is None or self.timeout < 0 else wait + self.timeout
+        await self._roundtrip(fr.ACQUIRE, wait_payload(wait), local, "acquire")
+        return AsyncHold(self, timeout, held=True)
+
+    def hold(self, timeout: float | None = None) -> "AsyncHold":
+        """``async with client.hold(timeout=60): ...``: acquired on entering, released on leaving."""
+        return AsyncHold(self, timeout)
+
+    async def release(self, timeout: float | None = None) -> None:
+        """Gives the device back (without a hold nothing happens)."""
+        await self._roundtrip(fr.RELEASE, b"", timeout, "release")
+
+    async def shared_commands(self, timeout: float | None = None) -> list[int]:
+        """The ids of the server's shared commands (they run without the device)."""
+        return decode_shared(await self._roundtrip(fr.SHARED, b"", timeout, "shared"))
+
+    async def queue(self, timeout: float | None = None) -> str:
+        """Where this connection stands, in the server's words (``queue``)."""
+        return bytes(await self._roundtrip(fr.QUEUE, b"", timeout, "queue")).decode("utf-8", "replace")
 
     async def _command(self, name_or_id) -> _Command:
         table = self._commands
@@ -470,13 +500,15 @@ class AsyncClient:
                 self._heartbeats.add(hid)  # its answer is not a stray
 
 
-async def _request(session: Session, fetch: Proxy | None, timeout):
+async def _request(session: Session, fetch: Proxy | None, timeout, describe=False):
     """The dynamic layer's request (docs/DYNAMIC.md), built as the blocking client builds it, awaited."""
     client = session.client._c
     ids = session._take_releases()
     try:
-        body = msgpack.packb([ids, [], None if fetch is None else fetch._ref()], use_bin_type=True,
-                             default=session._default)
+        ref = None if fetch is None else fetch._ref()
+        if describe:
+            ref.append([STEP_DESCRIBE, None])
+        body = msgpack.packb([ids, [], ref], use_bin_type=True, default=session._default)
     except BaseException:
         session._requeue(ids)
         raise
@@ -486,7 +518,7 @@ async def _request(session: Session, fetch: Proxy | None, timeout):
     except (Disconnected, FrameTooLarge):
         session._requeue(ids)
         raise
-    return session.unpack(reply)
+    return session._open(session.unpack(reply))  # refusals of earlier NOTIFYs are kept, the value returned
 
 
 async def materialize(p, timeout: float | None = None):
@@ -499,10 +531,71 @@ async def materialize(p, timeout: float | None = None):
     return await _request(p._s, p, timeout)
 
 
+async def describe(p, timeout: float | None = None) -> dict:
+    """What a remote value declares (see :func:`framerpc.describe`), fetched
+    once per value and connection. Knowing it, the proxy checks member
+    names and call arguments locally, and ``dir()``/``help()``/
+    ``inspect.signature()`` work on it (they cannot wait on an asyncio
+    connection: describe first)."""
+    if not isinstance(p, Proxy):
+        raise TypeError(f"describe() takes a proxy, not {type(p).__name__}")
+    from .dynamic import _Failed
+    if isinstance(p._base, _Failed):
+        raise p._base.error
+    d = p._s.known(p)
+    if d is None:
+        d = await _request(p._s, p, timeout, describe=True)
+        p._s.remember(p, d)
+    return copy.deepcopy(d)
+
+
+class AsyncHold:
+    """The device held by an :class:`AsyncClient` (``async with``; see :class:`framerpc.Hold`)."""
+
+    def __init__(self, client: AsyncClient, timeout: float | None = None, held: bool = False):
+        self.client, self.timeout, self._held = client, timeout, held
+
+    @property
+    def held(self) -> bool:
+        return self._held and not self.client.closed
+
+    async def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if not self.client.closed:
+            try:
+                await self.client.release()
+            except Disconnected:
+                pass  # the hold ended with the connection
+
+    async def __aenter__(self) -> "AsyncHold":
+        if not self._held:
+            await self.client.acquire(self.timeout)
+            self._held = True
+        return self
+
+    async def __aexit__(self, et, e, tb):
+        try:
+            await self.release()
+        except FramerpcError:
+            if et is None:
+                raise
+        return False
+
+
 async def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, connect_timeout: float = 10.0,
                   max_frame_len: int = fr.DEFAULT_MAX_FRAME_LEN, ping_after: float | None = 30.0,
-                  idle_timeout: float | None = 40.0, handlers: Handlers | None = None) -> AsyncClient:
+                  idle_timeout: float | None = 40.0, handlers: Handlers | None = None,
+                  name: str | None = None) -> AsyncClient:
     """Connects (raw TCP); the arguments are :func:`framerpc.connect`'s."""
+    if name is None:
+        name = default_name()
+    else:
+        try:
+            check_name(name)
+        except ValueError as e:
+            raise ValueError(f"connect(name=...): {e}") from None
     a = parse_address(address)
     if a[0] != "tcp":
         raise ValueError(f"framerpc.aio speaks raw TCP (tcp://HOST:PORT), not {address!r}; "
@@ -527,4 +620,7 @@ async def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *,
         except BaseException:
             await c.close()
             raise
+    c.name = name
+    if name is not None:
+        c.notify_raw(fr.IDENTIFY, check_name(name))  # one way, goes out with the next frame
     return c

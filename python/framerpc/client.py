@@ -35,6 +35,7 @@ from typing import NamedTuple
 from . import frame as fr
 from .errors import (
     BadPayload,
+    Busy,
     CallTimeout,
     DecodeError,
     Disconnected,
@@ -45,6 +46,7 @@ from .errors import (
     RemoteError,
     UnknownCommand,
 )
+from .hold import Hold, check_name, decode_shared, default_name, wait_payload
 from .schema import Codec, Tuple, Unit, compile_schema
 from .transport import TICK, FrameOverLimit, TcpTransport, WsTransport, parse_address
 
@@ -59,7 +61,8 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class Status(NamedTuple):
-    """Admission status of a server: users admitted, the limit, users waiting."""
+    """Admission status of a server: connections holding the device, the
+    limit, connections waiting for it now."""
 
     active: int
     max: int
@@ -353,7 +356,7 @@ class _Conn:
         self.seen = 0
         self.last_life = monotonic()
         self.pinged = False
-        self.admitted_seen = False
+        self.no_limit_seen = False
         self._session = None
         self.keeper = threading.Thread(target=self._keep, name=f"framerpc-keeper {self.address}", daemon=True)
         self.keeper.start()
@@ -504,11 +507,15 @@ class _Conn:
             with self.plock:
                 still = self.pending.pop(cid, None)
             if still is not None:
+                # Where the call stands is asked before the CANCEL: a
+                # connection whose waiting calls are all cancelled leaves
+                # the device's queue, and its place would be gone.
+                server = self._queue_state(w.cmd)
                 try:
                     self.send(_HDR.pack(0, fr.CANCEL, 0, w.cmd, cid))
                 except FramerpcError:
                     pass
-                raise CallTimeout(name, cid, t, self._queue_state(w.cmd))
+                raise CallTimeout(name, cid, t, server)
             # the answer won the race with the deadline (done under the lock)
         f = w.frame
         if f is None:
@@ -716,16 +723,24 @@ class _Conn:
     def _queue_state(self, cmd: int) -> str | None:
         """After a timeout, asks the server (``queue``, 0xFF04) where this
         connection stands, so the error can name the device's holder and
-        the queue place; once the server says it is admitted, never again."""
-        if cmd == fr.QUEUE or self.admitted_seen or self.closed:
+        the queue place. Not for commands known to be shared (they never
+        wait for the device), nor once the server said it has no admission
+        limit. A connection that held the device may have lost it since
+        (release, lapse), so "admitted" is not remembered."""
+        if cmd == fr.QUEUE or self.no_limit_seen or self.closed:
+            return None
+        shared = self.client._shared
+        if shared is not None and cmd in shared:
             return None
         try:
             cid, w = self._start(fr.QUEUE, b"")
             text = bytes(self._finish(cid, w, 0.25, "queue")).decode("utf-8", "replace")
         except FramerpcError:
             return None
-        if text in ("admitted", "no admission limit"):
-            self.admitted_seen = True
+        if text == "no admission limit":
+            self.no_limit_seen = True
+            return None
+        if text == "admitted":
             return None
         return text
 
@@ -805,8 +820,12 @@ class Client:
     def __init__(self, dial, *, timeout: float = DEFAULT_TIMEOUT, max_frame_len: int = fr.DEFAULT_MAX_FRAME_LEN,
                  ping_after: float | None = 30.0, idle_timeout: float | None = 40.0, tick: float = 1.0,
                  auth: bytes | None = None, token_sent: bool = False, auth_timeout: float = 10.0,
-                 handlers: Handlers | None = None, handler_threads: int = 1, reconnect: Reconnect | None = None):
+                 handlers: Handlers | None = None, handler_threads: int = 1, reconnect: Reconnect | None = None,
+                 name: str | None = None):
         self._dial = dial
+        #: the name this client gives the server (``identify`` at every connect), or None
+        self.name = name
+        self._name_bytes = None if name is None else check_name(name)
         self.timeout = timeout
         self.max_frame_len = max_frame_len
         self.ping_after = ping_after
@@ -830,6 +849,7 @@ class Client:
         self.generation = 0
         self._commands: dict | None = None
         self._cmd_lock = threading.Lock()
+        self._shared: frozenset | None = None  # ids of the shared commands, once asked
         #: Replies that arrived for ids nobody waits for (late replies to timed-out calls).
         self.stray_replies = 0
         #: NOTIFYs for commands this client does not serve (dropped).
@@ -852,6 +872,11 @@ class Client:
             except BaseException:
                 conn.close("authentication failed")
                 raise
+        if self._name_bytes is not None:
+            # One way, no round trip: it goes out with the first call (or
+            # within 20 ms), before anything that could make the server
+            # name this connection.
+            conn.notify_raw(fr.IDENTIFY, self._name_bytes)
         return conn
 
     # -- lifecycle --------------------------------------------------------
@@ -945,6 +970,7 @@ class Client:
                 conn.generation = self.generation
                 self._conn = conn
                 self._commands = None  # the server may have changed
+                self._shared = None
                 self._cv.notify_all()
                 if not conn.closed:
                     self._supervising = False
@@ -1054,6 +1080,78 @@ class Client:
             self._commands = table
         return rows
 
+    # -- sharing the device ----------------------------------------------------------
+    def acquire(self, timeout: float | None = None) -> Hold:
+        """Waits (at most ``timeout`` seconds; default the client's timeout;
+        0: do not wait) until this connection holds the device of a server
+        with an admission limit, and returns the :class:`Hold` (a context
+        manager; :meth:`Hold.release` or :meth:`release` gives it back).
+        Holding it already renews the hold. Raises :class:`Busy` naming the
+        holder, how long it has held the device and this connection's place
+        in the queue when the wait runs out (at once on a server that
+        refuses instead of queueing).
+
+        Without ``acquire``, a connection asks for the device at its first
+        call that needs it, and holds it until :meth:`release` or the end
+        of the connection. An interrupted wait (KeyboardInterrupt, a local
+        timeout) sends CANCEL: the connection leaves the queue."""
+        return Hold(self, timeout).acquire()
+
+    def hold(self, timeout: float | None = None) -> Hold:
+        """``with client.hold(timeout=60): ...``: the device is acquired on
+        entering (see :meth:`acquire`) and released on leaving, also when an
+        exception leaves the block."""
+        return Hold(self, timeout)
+
+    def _acquire(self, timeout: float | None) -> _Conn:
+        wait = self.timeout if timeout is None else timeout
+        payload = wait_payload(wait)
+        # The server answers when the wait is decided: give it that long plus the usual timeout.
+        conn = self._current()
+        try:
+            conn.call_raw(fr.ACQUIRE, payload, wait + (self.timeout if self.timeout >= 0 else inf), "acquire")
+        except Busy:
+            raise  # decided: this connection holds nothing
+        except BaseException:
+            # The server may have admitted it just as this side gave up (a
+            # timeout, Ctrl-C): give back what nobody knows it holds.
+            # Without a hold this does nothing.
+            if not conn.closed:
+                try:
+                    conn.call_raw(fr.RELEASE, b"", 1.0, "release")
+                except Exception:
+                    pass
+            raise
+        return conn
+
+    def release(self, timeout: float | None = None) -> None:
+        """Gives the device back now (after this connection's calls sent
+        before it): the server's ``on_release`` runs and the next waiter is
+        admitted; the connection stays open. Without a hold nothing happens."""
+        self._current(timeout).call_raw(fr.RELEASE, b"", timeout, "release")
+
+    def shared_commands(self, timeout: float | None = None) -> list[int]:
+        """The ids of the server's shared commands: those that run without
+        the device, also while another connection holds it."""
+        ids = decode_shared(self._current(timeout).call_raw(fr.SHARED, b"", timeout, "shared"))
+        self._shared = frozenset(ids)
+        return ids
+
+    def is_shared(self, command: str | int, timeout: float | None = None) -> bool:
+        """Whether a command (name or id) runs without the device (asks the
+        server once per connection: ``shared``)."""
+        cid = self._command(command).info.id if isinstance(command, str) else command
+        if self._shared is None:
+            self.shared_commands(timeout)
+        return cid in self._shared
+
+    def queue(self, timeout: float | None = None) -> str:
+        """Where this connection stands, in the server's words (``queue``):
+        ``"admitted"``, ``"no admission limit"``, ``"waiting for the device:
+        ...; number k of n in the queue"`` or ``"not waiting: ..."``."""
+        p = self._current(timeout).call_raw(fr.QUEUE, b"", timeout, "queue")
+        return bytes(p).decode("utf-8", "replace")
+
     def _command(self, name_or_id) -> _Command:
         table = self._commands
         if table is None or name_or_id not in table:
@@ -1129,7 +1227,7 @@ def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, conne
             max_frame_len: int = fr.DEFAULT_MAX_FRAME_LEN, write_timeout: float = 30.0,
             ping_after: float | None = 30.0, idle_timeout: float | None = 40.0,
             handlers: Handlers | None = None, handler_threads: int = 1,
-            reconnect: Reconnect | None = None) -> Client:
+            reconnect: Reconnect | None = None, name: str | None = None) -> Client:
     """Connects to a framerpc server.
 
     ``address``: ``tcp://HOST:PORT``, ``HOST:PORT`` or ``ws://HOST:PORT/PATH``.
@@ -1144,7 +1242,20 @@ def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, conne
     ``handler_threads`` threads (1: in arrival order).
     ``reconnect``: a :class:`Reconnect` policy (default None: a broken
     connection stays broken).
+    ``name``: what this client calls itself (``identify``, sent one way at
+    every connect and reconnect): a server's BUSY and ``queue`` texts and
+    its holder list name the connection ``name (address)``. 1 to 64 bytes
+    of printable text, checked here (ValueError). Default: ``user@host``
+    from the environment (``USER``/``LOGNAME``, ``HOSTNAME``/``/etc/hostname``).
+    Never used for authorization.
     """
+    if name is None:
+        name = default_name()
+    else:
+        try:
+            check_name(name)
+        except ValueError as e:
+            raise ValueError(f"connect(name=...): {e}") from None
     if token is None:
         token = os.environ.get("FRAMERPC_TOKEN") or None
     a = parse_address(address)
@@ -1158,4 +1269,4 @@ def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, conne
         auth = None if token is None else (token.encode("utf-8") if isinstance(token, str) else bytes(token))
     return Client(dial, timeout=timeout, max_frame_len=max_frame_len, ping_after=ping_after,
                   idle_timeout=idle_timeout, auth=auth, token_sent=token is not None, auth_timeout=connect_timeout,
-                  handlers=handlers, handler_threads=handler_threads, reconnect=reconnect)
+                  handlers=handlers, handler_threads=handler_threads, reconnect=reconnect, name=name)

@@ -27,9 +27,13 @@ root, object, function or method declares (the ``[2, nil]`` step).
 
 from __future__ import annotations
 
+import copy
+import inspect
 import itertools
 import struct
+import sys
 import threading
+import types
 
 import msgpack
 
@@ -67,6 +71,11 @@ class Session:
         self.releases: list[int] = []
         self.refusals: list[dict] = []
         self.notifies = 0
+        # Descriptions of root-based refs, by (root, steps); those of
+        # handle-based refs live on the handle. One session per connection:
+        # a reconnect starts over.
+        self._described: dict = {}
+        self._can_wait = hasattr(client, "_finish")  # the asyncio client fetches with aio.describe
 
     # releases ------------------------------------------------------------
     def _queue_release(self, hid: int) -> None:
@@ -211,6 +220,62 @@ class Session:
     def root(self, name: str) -> "Proxy":
         return Proxy(self, _Root(name), ())
 
+    # descriptions ------------------------------------------------------------
+    @staticmethod
+    def _cache_of(p: "Proxy"):
+        """(dict, key) where ``p``'s description is kept, or None (a failed proxy, an unhashable index)."""
+        b = p._base
+        try:
+            hash(p._steps)
+        except TypeError:
+            return None
+        if isinstance(b, _Root):
+            return p._s._described, (b.name, p._steps)
+        if isinstance(b, _Handle):
+            if b.described is None:
+                b.described = {}
+            return b.described, p._steps
+        return None
+
+    def known(self, p: "Proxy") -> dict | None:
+        """``p``'s description if this connection has it already (no I/O)."""
+        where = self._cache_of(p)
+        return None if where is None else where[0].get(where[1])
+
+    def remember(self, p: "Proxy", d: dict) -> None:
+        """Keeps ``p``'s description, and those its members carry (a function's
+        or method's params come with its module's or object's description)."""
+        where = self._cache_of(p)
+        if where is None or not isinstance(d, dict):
+            return
+        where[0][where[1]] = d
+        if d.get("kind") in ("module", "object"):
+            for m in d.get("members") or ():
+                if not isinstance(m, dict):
+                    continue
+                full = f"{d.get('name')}.{m.get('name')}"
+                if m.get("kind") in ("function", "method") and "params" in m:
+                    child = {**m, "name": full}
+                elif m.get("kind") == "constant" and "type" in m:
+                    child = {"kind": "value", "name": full, "type": m["type"]}  # as describe says it
+                else:
+                    continue  # a submodule's or object's members are not in it
+                cw = self._cache_of(p._derive((STEP_ATTR, m.get("name"))))
+                if cw is not None and cw[1] not in cw[0]:
+                    cw[0][cw[1]] = child
+
+    def description(self, p: "Proxy", timeout=None) -> dict:
+        """``p``'s description: the known one, else fetched (one round trip, nothing runs) and kept."""
+        d = self.known(p)
+        if d is not None:
+            return d
+        if not self._can_wait:
+            raise FramerpcError(f"the description of {p._label()} is not known yet on this asyncio "
+                                "connection: await framerpc.aio.describe(proxy) first")
+        d = self.request(p, timeout, describe=True)
+        self.remember(p, d)
+        return d
+
 
 def _check_dtype(dt, what):
     if dt.str not in _DTYPES:
@@ -239,12 +304,13 @@ class _Root:
 class _Handle:
     """Keeps a server handle alive; when the last proxy using it goes, its release is queued."""
 
-    __slots__ = ("session", "id", "label", "__weakref__")
+    __slots__ = ("session", "id", "label", "described", "__weakref__")
 
     def __init__(self, session, hid, label):
         self.session = session
         self.id = hid
         self.label = label
+        self.described = None  # steps -> description, once asked
 
     def __del__(self):
         try:
@@ -266,12 +332,28 @@ def _step_label(step):
     return f".{step[1]}" if step[0] == STEP_ATTR else f"[{step[1]!r}]"
 
 
+_CONTAINERS = ("module", "object")
+_CALLABLES = ("function", "method")
+
+
 class Proxy:
-    """A lazy reference to a remote value. Never waits except in :func:`materialize`.
+    """A lazy reference to a remote value. Never waits except in :func:`materialize`
+    and in the questions that need its description (below).
 
     ``p.name``, ``p[key]`` and ``p(*args, **kwargs)`` return new proxies at
     once; a call is sent at once and runs exactly once on the server, in the
     order calls were made on the connection.
+
+    What the server declares (:func:`describe`) makes a proxy feel local:
+    ``dir(p)`` lists the declared members, ``help(p)`` and ``p.__doc__``
+    show the doc strings and parameters, ``inspect.signature(p)`` is the
+    declared signature. Those fetch the description once (one round trip,
+    nothing runs; kept for the connection, lost at a reconnect). Once a
+    description is known, a member the server does not declare raises
+    AttributeError (so ``hasattr`` is False) and a call whose arguments do
+    not fit the declared parameters raises TypeError, both locally, nothing
+    sent. Attribute access and calls never fetch a description themselves:
+    chained calls stay one-way and pipelined.
     """
 
     __slots__ = ("_s", "_base", "_steps")
@@ -284,7 +366,16 @@ class Proxy:
     def _derive(self, step) -> "Proxy":
         if isinstance(self._base, _Failed):
             return self
-        return Proxy(self._s, self._base, self._steps + (step,))
+        cls = Proxy
+        if step[0] == STEP_ATTR:
+            d = self._s.known(self)
+            if d is not None:
+                kind = _member_kind(d, step[1])
+                if kind is None:
+                    raise AttributeError(_no_member(self, d, step[1]))
+                if kind in _CALLABLES:
+                    cls = RemoteFunction
+        return cls(self._s, self._base, self._steps + (step,))
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__") or name.startswith(("_ipython", "_repr_")):
@@ -297,6 +388,9 @@ class Proxy:
         return self._derive((STEP_INDEX, key))
 
     def __call__(self, *args, **kwargs):
+        d = self._s.known(self) if not isinstance(self._base, _Failed) else None
+        if d is not None:
+            _check_call(self, d, args, kwargs)
         return self._s.call(self, args, kwargs)
 
     def __setattr__(self, name, value):
@@ -307,6 +401,39 @@ class Proxy:
 
     def __repr__(self):
         return f"<framerpc.Proxy {self._label()}>"
+
+    # what the server declares ------------------------------------------------------
+    def _description(self) -> dict:
+        if isinstance(self._base, _Failed):
+            raise self._base.error
+        return self._s.description(self)
+
+    def __dir__(self):
+        d = self._description()
+        if d.get("kind") in _CONTAINERS:
+            return sorted(m["name"] for m in d.get("members") or () if isinstance(m, dict) and "name" in m)
+        return []
+
+    @property
+    def __doc__(self):
+        if isinstance(self._base, _Failed):
+            return f"a failed remote value: {self._base.error}"
+        return _doc_text(self._description())
+
+    @property
+    def __signature__(self):
+        if isinstance(self._base, _Failed):
+            raise AttributeError("__signature__")
+        sig = _signature(self._description())
+        if sig is None:
+            raise AttributeError("__signature__")  # inspect.signature then says it has none
+        return sig
+
+    @property
+    def __name__(self):
+        if self._steps and self._steps[-1][0] == STEP_ATTR:
+            return str(self._steps[-1][1])
+        return self._label()
 
     def _ref(self):
         b = self._base
@@ -322,6 +449,120 @@ class Proxy:
         else:
             s = "<failed>"
         return s + "".join(_step_label(st) for st in self._steps)
+
+
+class RemoteFunction(Proxy):
+    """A proxy of a function or method the server declares: Python's
+    introspection (``inspect.isroutine``, ``help``, pydoc) treats it as a
+    routine. Calling it sends the call, as any proxy."""
+
+    __slots__ = ()
+
+    @property
+    def __doc__(self):  # the declared doc string (pydoc shows the signature itself)
+        if isinstance(self._base, _Failed):
+            return f"a failed remote value: {self._base.error}"
+        d = self._description()
+        return d.get("doc") if d.get("kind") in _CALLABLES else _doc_text(d)
+
+    def __get__(self, obj, objtype=None):
+        return self  # never bound: stored on a class or a module it stays the remote function
+
+
+def _member_kind(d: dict, name) -> str | None:
+    """The kind of member ``name`` of a described value, None if not declared."""
+    if d.get("kind") not in _CONTAINERS:
+        return None
+    for m in d.get("members") or ():
+        if isinstance(m, dict) and m.get("name") == name:
+            return m.get("kind") or "value"
+    return None
+
+
+def _no_member(p: Proxy, d: dict, name) -> str:
+    kind = d.get("kind")
+    if kind in _CONTAINERS:
+        names = [m.get("name") for m in d.get("members") or () if isinstance(m, dict)]
+        return (f"{p._label()} ({kind} {d.get('class') or d.get('name')}) has no member {name!r}; "
+                f"the server declares {', '.join(map(str, names)) or 'none'}")
+    return f"{p._label()} is a {kind} and has no members (asked for {name!r})"
+
+
+_KINDS = {
+    "positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    "keyword_only": inspect.Parameter.KEYWORD_ONLY,
+    "var_keyword": inspect.Parameter.VAR_KEYWORD,
+}
+
+
+def _signature(d: dict) -> inspect.Signature | None:
+    """The Python signature of a described function or method (None for other kinds
+    or a parameter kind this client does not know)."""
+    if not isinstance(d, dict) or d.get("kind") not in _CALLABLES:
+        return None
+    params = []
+    for p in d.get("params") or ():
+        kind = _KINDS.get(p.get("kind"))
+        if kind is None or not isinstance(p.get("name"), str) or not p["name"].isidentifier():
+            return None
+        default = p["default"] if "default" in p and kind is not inspect.Parameter.VAR_KEYWORD \
+            else inspect.Parameter.empty
+        params.append(inspect.Parameter(p["name"], kind, default=default))
+    try:
+        return inspect.Signature(params)
+    except ValueError:  # an order Python would not declare (a required one after a default): as declared
+        return inspect.Signature(params, __validate_parameters__=False)
+
+
+def _check_call(p: Proxy, d: dict, args, kwargs) -> None:
+    kind = d.get("kind")
+    if kind in ("module", "value"):
+        raise TypeError(f"{p._label()} is a {kind}, not callable")
+    sig = _signature(d)
+    if sig is None:
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{p._label()}{sig}: {e}") from None
+
+
+def _doc_text(d: dict) -> str:
+    """The text ``help()`` shows for a description."""
+    kind, name = d.get("kind"), d.get("name")
+    lines = []
+    if kind in _CALLABLES:
+        sig = _signature(d)
+        head = f"{name}{sig if sig is not None else '(...)'}"
+        if kind == "method":
+            head += f"  (method of {d.get('class')})"
+        lines += [head, ""]
+        if d.get("doc"):
+            lines.append(d["doc"])
+        return "\n".join(lines).rstrip()
+    if kind == "value":
+        return f"{name}: a remote {d.get('type')} value"
+    what = f"remote module {name}" if kind == "module" else f"remote {d.get('class')} object {name}"
+    lines.append(what)
+    if d.get("doc"):
+        lines += ["", d["doc"]]
+    members = [m for m in d.get("members") or () if isinstance(m, dict)]
+    if members:
+        lines += ["", "Members:"]
+        for m in members:
+            mk = m.get("kind")
+            if mk in _CALLABLES:
+                sig = _signature(m)
+                lines.append(f"    {m.get('name')}{sig if sig is not None else '(...)'}")
+                if m.get("doc"):
+                    lines.append(f"        {m['doc']}")
+            elif mk == "constant":
+                lines.append(f"    {m.get('name')}: constant ({m.get('type')})")
+            elif mk == "object":
+                lines.append(f"    {m.get('name')}: {m.get('class')} object")
+            else:
+                lines.append(f"    {m.get('name')}: {mk}")
+    return "\n".join(lines)
 
 
 def is_proxy(x) -> bool:
@@ -350,9 +591,63 @@ def describe(p, timeout: float | None = None) -> dict:
     ``members`` (dicts with ``name``, ``kind``, ``params``, ``doc``...) and
     ``params`` (dicts ``name``, ``kind`` in ``positional_or_keyword``,
     ``keyword_only``, ``var_keyword``, and ``default`` when there is one).
-    A failed call raises its error, as :func:`materialize` does."""
+    A failed call raises its error, as :func:`materialize` does. Fetched
+    once per remote value and connection (later calls answer from memory).
+    Knowing it, the proxy checks member names and call arguments locally."""
     if not isinstance(p, Proxy):
         raise TypeError(f"describe() takes a proxy, not {type(p).__name__}")
     if isinstance(p._base, _Failed):
         raise p._base.error
-    return p._s.request(p, timeout, describe=True)
+    return copy.deepcopy(p._s.description(p, timeout))
+
+
+def remote_module(client, name: str, *, register: bool | str = False, timeout: float | None = None):
+    """The server's root ``name`` as a Python module object (:class:`types.ModuleType`).
+
+    Its functions are callable proxies (:class:`RemoteFunction`) with the
+    declared signatures and doc strings (``help(mod)``, ``inspect.signature``,
+    arguments checked locally); calling one sends the call and returns a
+    proxy, as ``client.root(name).f(...)`` does. Constants are fetched
+    once, as plain values; submodules become modules of their own; other
+    members stay proxies. ``__all__`` lists the declared members, nothing
+    else is there.
+
+    One description per module (round trips: one per module and submodule,
+    one per constant), taken from the client's current connection: after a
+    reconnect, call it again. ``sys.modules`` is left alone unless
+    ``register`` is True (registered under ``name``) or a str (under that
+    name), so ``import`` finds it.
+    """
+    mod = _module_of(client.root(name), name, timeout)
+    if register:
+        sys.modules[name if register is True else register] = mod
+    return mod
+
+
+def _module_of(proxy: Proxy, name: str, timeout) -> types.ModuleType:
+    d = proxy._s.description(proxy, timeout)
+    if d.get("kind") != "module":
+        raise TypeError(f"{proxy._label()} is a {d.get('kind')}, not a module")
+    mod = types.ModuleType(name, d.get("doc"))
+    names = []
+    constants = []
+    for m in d.get("members") or ():
+        mname, kind = m.get("name"), m.get("kind")
+        if not isinstance(mname, str) or not mname.isidentifier():
+            continue
+        member = proxy._derive((STEP_ATTR, mname))
+        if kind == "module":
+            value = _module_of(member, f"{name}.{mname}", timeout)
+        elif kind == "constant":
+            constants.append((mname, member))
+            continue
+        else:
+            value = member
+        setattr(mod, mname, value)
+        names.append(mname)
+    for mname, member in constants:
+        setattr(mod, mname, materialize(member, timeout))
+        names.append(mname)
+    mod.__all__ = sorted(names)
+    mod._framerpc_proxy = proxy
+    return mod

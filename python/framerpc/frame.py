@@ -25,6 +25,9 @@ CALL, REPLY, ERROR, NOTIFY, CANCEL = 1, 2, 3, 4, 5
 KIND_NAMES = {CALL: "CALL", REPLY: "REPLY", ERROR: "ERROR", NOTIFY: "NOTIFY", CANCEL: "CANCEL"}
 
 AUTH, LIST, PING, STATUS, QUEUE = 0xFF00, 0xFF01, 0xFF02, 0xFF03, 0xFF04
+#: Sharing a device: ``acquire`` (u32 LE longest wait in ms), ``release``,
+#: ``identify`` (a UTF-8 label), ``shared`` (``u16 count`` then ``u16`` ids).
+ACQUIRE, RELEASE, IDENTIFY, SHARED = 0xFF05, 0xFF06, 0xFF07, 0xFF08
 RESERVED_START = 0xFF00
 
 #: Default frame payload limit (64 MiB), as the Rust side.

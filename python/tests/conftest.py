@@ -66,8 +66,11 @@ class ExampleServer:
             wanted = [w for w in wanted if not line.startswith(w)]
 
     def _pump(self):
-        for line in self.proc.stdout:
-            self._q.put(line.rstrip("\n"))
+        try:
+            for line in self.proc.stdout:
+                self._q.put(line.rstrip("\n"))
+        except (ValueError, OSError):
+            pass  # stop() closed the pipe while this thread read it
         self._q.put(None)
 
     def wait_line(self, prefix, timeout=IO_TIMEOUT):
@@ -154,6 +157,7 @@ class FakePeer:
         self.listener.settimeout(IO_TIMEOUT)
         self.addr = "tcp://127.0.0.1:%d" % self.listener.getsockname()[1]
         self.conn = None
+        self.names = []
 
     def accept(self):
         self.conn, _ = self.listener.accept()
@@ -169,11 +173,17 @@ class FakePeer:
             b += chunk
         return bytes(b)
 
-    def recv(self):
-        """(kind, cmd, id, payload) of the next frame."""
-        n, kind, flags, cmd, cid = HDR.unpack(self._exact(12))
-        assert flags == 0
-        return kind, cmd, cid, self._exact(n)
+    def recv(self, names=False):
+        """(kind, cmd, id, payload) of the next frame. The ``identify``
+        NOTIFY a client sends at connect is kept in ``self.names`` and
+        skipped, unless ``names``."""
+        while True:
+            n, kind, flags, cmd, cid = HDR.unpack(self._exact(12))
+            assert flags == 0
+            frame = kind, cmd, cid, self._exact(n)
+            if names or (kind, cmd) != (4, 0xFF07):
+                return frame
+            self.names.append(frame[3].decode("utf-8"))
 
     def accept_again(self):
         """Accepts the client's next connection (after a reconnect)."""

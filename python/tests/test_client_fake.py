@@ -19,7 +19,11 @@ def connect_fake(fake, **kw):
         assert (kind, cmd, p) == (fr.CALL, fr.AUTH, kw["token"].encode())
         fake.send(fr.REPLY, fr.AUTH, cid)
     t.join(5)
-    return box["c"]
+    c = box["c"]
+    if c.name is not None:
+        # the client names itself at once (one way; the keeper sends it within 20 ms)
+        assert fake.recv(names=True) == (fr.NOTIFY, fr.IDENTIFY, 0, c.name.encode())
+    return c
 
 
 def test_timeout_sends_cancel_and_drops_late_reply(fake):
@@ -30,12 +34,13 @@ def test_timeout_sends_cancel_and_drops_late_reply(fake):
     assert (kind, cmd, p) == (fr.CALL, 3, b"slow")
     assert e.value.call_id == cid and "command 3" in str(e.value) and f"id {cid}" in str(e.value)
     assert isinstance(e.value, TimeoutError)
-    assert fake.recv() == (fr.CANCEL, 3, cid, b"")  # same cmd and id, empty payload
-    # then the client asks where it stands (queue, 0xFF04); this peer does
-    # not answer, so the timeout is reported without it
+    # before cancelling, the client asks where it stands (queue, 0xFF04: a
+    # device server forgets a waiter's place once all its waiting calls are
+    # cancelled); this peer does not answer, so the timeout is reported without it
     kind, cmd, qid, p = fake.recv()
     assert (kind, cmd, p) == (fr.CALL, fr.QUEUE, b"")
     assert fake.recv() == (fr.CANCEL, fr.QUEUE, qid, b"")
+    assert fake.recv() == (fr.CANCEL, 3, cid, b"")  # same cmd and id, empty payload
     assert e.value.server is None
     # the next call is in flight when the late reply arrives: it must not get it
     box = {}

@@ -60,6 +60,18 @@ def test_call_in_flight_fails_token_sent_again_nothing_replayed(fake):
     c.close()
 
 
+def test_the_name_is_sent_after_the_token_at_every_connect(fake):
+    c = connect_fake(fake, token="tok", name="scan@bench-3", timeout=IO_TIMEOUT,
+                     reconnect=framerpc.Reconnect(**FAST, during_outage=framerpc.WAIT))
+    # (connect_fake checked the first: a NOTIFY identify right after auth)
+    fake.accept_again()  # the old connection breaks
+    kind, cmd, cid, p = fake.recv(names=True)
+    assert (kind, cmd, p) == (fr.CALL, fr.AUTH, b"tok")
+    fake.send(fr.REPLY, fr.AUTH, cid)
+    assert fake.recv(names=True) == (fr.NOTIFY, fr.IDENTIFY, 0, b"scan@bench-3")
+    c.close()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

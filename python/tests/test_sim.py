@@ -368,8 +368,12 @@ def test_describe_a_root_an_object_a_method_and_a_function(c):
     f = describe(c.root("math").pow)
     assert [p["name"] for p in f["params"]] == ["x", "y"] and f["doc"] == "x to the power y, as a float."
     assert describe(c.root("math").pi) == {"kind": "value", "name": "math.pi", "type": "float"}
+    # env's description is known now: a member it does not declare is refused locally ...
+    with pytest.raises(AttributeError, match="has no member '__class__'"):
+        env._derive((0, "__class__"))
+    # ... and by the server for a proxy whose description is not known
     with pytest.raises(framerpc.RemoteError, match="unknown attribute '__class__'"):
-        describe(env._derive((0, "__class__")))
+        describe(c.root("sim").make("pendulum")._derive((0, "__class__")))
 
 
 # -- the bytes of docs/DYNAMIC.md against the real server ---------------------------

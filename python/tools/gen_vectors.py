@@ -95,7 +95,30 @@ def builtin_replies():
         frame("REPLY status 0xFF03: active 0, max 1, waiting 0", 2, fr.STATUS, 5,
               struct.pack("<III", 0, 1, 0), value={"active": 0, "max": 1, "waiting": 0}),
         frame("REPLY auth 0xFF00 id 1 (accepted: empty payload)", 2, fr.AUTH, 1),
+        # Sharing a device (PROTOCOL.md section 7).
+        frame("CALL acquire 0xFF05 id 6: wait up to 5000 ms", 1, 0xFF05, 6, struct.pack("<I", 5000),
+              value={"wait_ms": 5000}),
+        frame("REPLY acquire 0xFF05 id 6: the device is held (empty payload)", 2, 0xFF05, 6),
+        frame("CALL acquire 0xFF05 id 7: do not wait", 1, 0xFF05, 7, struct.pack("<I", 0), value={"wait_ms": 0}),
+        frame("ERROR BUSY (5) answering acquire 0xFF05 id 7", 3, 0xFF05, 7,
+              fr.error_payload(5, BUSY_TEXT), code=5, message=BUSY_TEXT),
+        frame("CALL release 0xFF06 id 8 (empty payload)", 1, 0xFF06, 8),
+        frame("REPLY release 0xFF06 id 8 (empty payload, also without a hold)", 2, 0xFF06, 8),
+        frame("NOTIFY identify 0xFF07 'scan@bench-3' (how clients name themselves at connect)", 4, 0xFF07, 0,
+              b"scan@bench-3", value="scan@bench-3"),
+        frame("CALL identify 0xFF07 id 9 'scan@bench-3'", 1, 0xFF07, 9, b"scan@bench-3", value="scan@bench-3"),
+        frame("REPLY identify 0xFF07 id 9 (empty payload)", 2, 0xFF07, 9),
+        frame("CALL shared 0xFF08 id 10 (empty payload)", 1, 0xFF08, 10),
+        frame("REPLY shared 0xFF08 id 10: commands 2 and 5 run without the device", 2, 0xFF08, 10,
+              struct.pack("<HHH", 2, 2, 5), value=[2, 5]),
+        frame("CALL queue 0xFF04 id 11 (empty payload)", 1, 0xFF04, 11),
+        frame("REPLY queue 0xFF04 id 11: waiting", 2, 0xFF04, 11, QUEUE_TEXT.encode(), value=QUEUE_TEXT),
     ]
+
+
+BUSY_TEXT = "busy: 1 of 1 users active; held by scan@bench-3 (10.0.0.5:4312) for 3.2s"
+QUEUE_TEXT = ("waiting for the device: 1 of 1 users active; held by scan@bench-3 (10.0.0.5:4312) for 3.2s; "
+              "number 1 of 2 in the queue")
 
 
 F32_MAX = struct.unpack("<f", struct.pack("<f", 3.4028234663852886e38))[0]

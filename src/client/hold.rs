@@ -71,7 +71,15 @@ impl Client {
         // The server answers when the wait is decided: give it that long
         // plus the usual timeout.
         let timeout = wait.saturating_add(self.timeout());
-        self.call_raw(builtin::ACQUIRE, &ms.to_le_bytes(), Some(timeout))?;
+        if let Err(e) = self.call_raw(builtin::ACQUIRE, &ms.to_le_bytes(), Some(timeout)) {
+            if e.code() == Some(crate::ErrorCode::TIMEOUT) {
+                // The server may have admitted it just as this side gave
+                // up: give back what nobody knows it holds (without a hold
+                // this does nothing).
+                let _ = self.release();
+            }
+            return Err(e);
+        }
         Ok(Hold {
             client: self.clone(),
             released: false,

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::{now_ns, reply_payload, Conn, FrameRead, Role, Step};
 use crate::codec::{decode_all, Codec};
@@ -32,15 +32,88 @@ pub(crate) struct Outgoing {
     pub stray_replies: AtomicU64,
     /// When this side last started a call (ns since `EPOCH`).
     last_call: AtomicU64,
-    /// The peer said this connection is admitted (or has no limit), so a
-    /// timeout need not ask again.
-    admitted_seen: AtomicBool,
+    /// The peer said it has no admission limit, so a timeout need not ask
+    /// where this connection stands.
+    no_limit_seen: AtomicBool,
     pub default_timeout: Duration,
 }
 
 struct Waiting {
-    by_id: HashMap<u32, Sender<Frame>>,
+    by_id: HashMap<u32, Arc<Slot>>,
     closed: bool,
+}
+
+/// Where one call's reply lands: the reader puts it there and wakes the
+/// caller (no spinning: on a machine with few cores, callers that spin
+/// while they wait take the time the reader needs).
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Empty,
+    Full(Frame),
+    /// The connection ended.
+    Gone,
+}
+
+/// How waiting for a reply ended without one.
+enum NoReply {
+    Timeout,
+    Disconnected,
+}
+
+impl Slot {
+    fn put(&self, frame: Frame) {
+        *self.state.lock() = SlotState::Full(frame);
+        self.cv.notify_one();
+    }
+
+    fn fail(&self) {
+        let mut s = self.state.lock();
+        if matches!(*s, SlotState::Empty) {
+            *s = SlotState::Gone;
+        }
+        self.cv.notify_one();
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(*self.state.lock(), SlotState::Empty)
+    }
+
+    /// The reply, if in; `Err` once the connection ended without it.
+    fn try_take(&self) -> Result<Option<Frame>, NoReply> {
+        let mut s = self.state.lock();
+        match std::mem::take(&mut *s) {
+            SlotState::Full(f) => Ok(Some(f)),
+            SlotState::Gone => {
+                *s = SlotState::Gone;
+                Err(NoReply::Disconnected)
+            }
+            SlotState::Empty => Ok(None),
+        }
+    }
+
+    fn wait(&self, deadline: Instant) -> Result<Frame, NoReply> {
+        let mut s = self.state.lock();
+        loop {
+            match std::mem::take(&mut *s) {
+                SlotState::Full(f) => return Ok(f),
+                SlotState::Gone => {
+                    *s = SlotState::Gone;
+                    return Err(NoReply::Disconnected);
+                }
+                SlotState::Empty => {}
+            }
+            if self.cv.wait_until(&mut s, deadline).timed_out() && matches!(*s, SlotState::Empty) {
+                return Err(NoReply::Timeout);
+            }
+        }
+    }
 }
 
 impl Outgoing {
@@ -54,7 +127,7 @@ impl Outgoing {
             heartbeat_id: AtomicU32::new(0),
             stray_replies: AtomicU64::new(0),
             last_call: AtomicU64::new(0),
-            admitted_seen: AtomicBool::new(false),
+            no_limit_seen: AtomicBool::new(false),
             default_timeout,
         }
     }
@@ -71,11 +144,9 @@ impl Outgoing {
     /// Hands a REPLY/ERROR to its caller; counts it if nobody waits.
     pub fn route(&self, frame: Frame) {
         let id = frame.header.id;
-        let tx = self.waiting.lock().by_id.remove(&id);
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(frame);
-            }
+        let slot = self.waiting.lock().by_id.remove(&id);
+        match slot {
+            Some(slot) => slot.put(frame),
             // Call id 0: a connection-level ERROR (why the peer closes).
             None if id == 0 || id == self.heartbeat_id.load(Ordering::Relaxed) => {}
             None => {
@@ -88,15 +159,17 @@ impl Outgoing {
         !self.waiting.lock().by_id.is_empty()
     }
 
-    /// Fails every waiting call at once (dropping the senders wakes them
-    /// with `Disconnected`); later calls fail at once too.
+    /// Fails every waiting call at once with `Disconnected`; later calls
+    /// fail at once too.
     pub fn close(&self) {
         let waiting = {
             let mut w = self.waiting.lock();
             w.closed = true;
             std::mem::take(&mut w.by_id)
         };
-        drop(waiting);
+        for slot in waiting.into_values() {
+            slot.fail();
+        }
     }
 }
 
@@ -125,13 +198,13 @@ impl Conn {
         body: impl FnOnce(&mut BytesMut) -> Option<Bytes>,
     ) -> Result<Frame, Error> {
         let id = self.out.take_id();
-        let (tx, rx) = bounded(1);
+        let slot = Arc::new(Slot::default());
         {
             let mut w = self.out.waiting.lock();
             if w.closed {
                 return Err(self.gone());
             }
-            w.by_id.insert(id, tx);
+            w.by_id.insert(id, Arc::clone(&slot));
         }
         if let Err(e) = self.send_with_tail(Kind::Call, cmd, id, body) {
             self.out.waiting.lock().by_id.remove(&id);
@@ -143,17 +216,17 @@ impl Conn {
         if shares {
             self.inbox.peer_wait(true);
         }
-        let waited = self.wait_reply(&rx, Instant::now() + timeout);
+        let waited = self.wait_reply(&slot, Instant::now() + timeout);
         if shares {
             self.inbox.peer_wait(false);
         }
         match waited {
             Ok(frame) => Ok(frame),
-            Err(RecvTimeoutError::Disconnected) => Err(self.gone_for(id)),
-            Err(RecvTimeoutError::Timeout) => {
+            Err(NoReply::Disconnected) => Err(self.gone_for(id)),
+            Err(NoReply::Timeout) => {
                 if self.out.waiting.lock().by_id.remove(&id).is_none() {
                     // The reply won the race with the deadline.
-                    if let Ok(frame) = rx.try_recv() {
+                    if let Ok(Some(frame)) = slot.try_take() {
                         return Ok(frame);
                     }
                     return Err(self.gone_for(id));
@@ -185,30 +258,24 @@ impl Conn {
     /// whose connection nobody is reading reads it itself until its reply
     /// is in (routing whatever else arrives): no hand-off between threads
     /// on the common path of one caller at a time.
-    fn wait_reply(
-        &self,
-        rx: &Receiver<Frame>,
-        deadline: Instant,
-    ) -> Result<Frame, RecvTimeoutError> {
+    fn wait_reply(&self, slot: &Slot, deadline: Instant) -> Result<Frame, NoReply> {
         if self.shares_reading() {
-            return rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            return slot.wait(deadline);
         }
         self.out.last_call.store(now_ns(), Ordering::Relaxed);
         loop {
-            match rx.try_recv() {
-                Ok(frame) => return Ok(frame),
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) => {}
+            if let Some(frame) = slot.try_take()? {
+                return Ok(frame);
             }
             let role = self.role.lock().take();
             let Some(mut role) = role else {
                 // Someone else reads: it routes the reply here.
-                return rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+                return slot.wait(deadline);
             };
             let tick = self.limits.tick();
             let mut shortened = false;
             let ended = loop {
-                if !rx.is_empty() {
+                if !slot.is_empty() {
                     break false;
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -233,8 +300,8 @@ impl Conn {
             } else {
                 self.release_role(role);
             }
-            if Instant::now() >= deadline && rx.is_empty() {
-                return Err(RecvTimeoutError::Timeout);
+            if Instant::now() >= deadline && slot.is_empty() {
+                return Err(NoReply::Timeout);
             }
         }
     }
@@ -277,10 +344,10 @@ impl Conn {
 
     /// After a timeout: asks the peer (briefly) where this connection
     /// stands in its admission queue, so the error can name the holder.
-    /// Only when the peer has an admission limit and this connection has
-    /// never been admitted: the answer is then worth the round trip.
+    /// Not again once the peer said it has no admission limit (a hold can
+    /// end, so "admitted" is asked again each time).
     fn queue_state(&self) -> Option<Box<str>> {
-        if self.out.admitted_seen.load(Ordering::Relaxed) {
+        if self.out.no_limit_seen.load(Ordering::Relaxed) {
             return None;
         }
         let frame = self
@@ -288,10 +355,11 @@ impl Conn {
             .ok()?;
         let text = String::from_utf8_lossy(&reply_payload(frame).ok()?).into_owned();
         match text.as_str() {
-            "admitted" | "no admission limit" => {
-                self.out.admitted_seen.store(true, Ordering::Relaxed);
+            "no admission limit" => {
+                self.out.no_limit_seen.store(true, Ordering::Relaxed);
                 None
             }
+            "admitted" => None,
             _ => Some(text.into()),
         }
     }

@@ -27,6 +27,7 @@
 
 mod calls;
 mod inbox;
+mod outbox;
 mod reading;
 mod seat;
 mod transport;
@@ -50,6 +51,8 @@ use crate::stall::Watch;
 pub(crate) use calls::run_keeper;
 pub(crate) use inbox::Incoming;
 use inbox::{CallTable, Inbox};
+use outbox::Outbox;
+pub(crate) use outbox::When;
 pub(crate) use reading::{Role, Step};
 pub(crate) use seat::Seat;
 pub(crate) use transport::{Closer, FrameRead, FrameWrite};
@@ -89,8 +92,8 @@ pub(crate) struct Conn {
     pub limits: Limits,
     pub services: Services,
     me: Weak<Conn>,
-    writer: Mutex<Box<dyn FrameWrite>>,
-    closer: Option<Closer>,
+    /// The writer, and frames waiting to be written together.
+    outbox: Outbox,
     /// This side's calls waiting for replies.
     pub(crate) out: calls::Outgoing,
     /// The peer's calls queued or running, and their cancel flags.
@@ -147,8 +150,7 @@ impl Conn {
             authorized: AtomicBool::new(services.token.is_none()),
             services,
             me: me.clone(),
-            closer: writer.closer(),
-            writer: Mutex::new(writer),
+            outbox: Outbox::new(writer),
             out: calls::Outgoing::new(default_timeout),
             calls: CallTable::default(),
             inbox,
@@ -172,17 +174,29 @@ impl Conn {
     /// failed write closes the connection (the stream may hold half a
     /// frame).
     pub fn send_parts(&self, head: &[u8], tail: &[u8]) -> Result<(), Error> {
+        self.send_when(head, tail, When::Now)
+    }
+
+    /// [`Conn::send_parts`], or with the next write when `when` is
+    /// [`When::Later`] (see the `outbox` module).
+    pub fn send_when(&self, head: &[u8], tail: &[u8], when: When) -> Result<(), Error> {
         if self.is_closed() {
             return Err(self.gone());
         }
-        let r = {
-            let mut w = self.writer.lock();
-            if tail.is_empty() {
-                w.write_frame(head)
-            } else {
-                w.write_frame_parts(head, tail)
-            }
-        };
+        let r = self.outbox.send(head, tail, when);
+        self.io_result(r)
+    }
+
+    /// Writes the frames that wait to go out with the next write.
+    pub fn flush(&self) -> Result<(), Error> {
+        if !self.outbox.has_pending() {
+            return Ok(());
+        }
+        let r = self.outbox.flush();
+        self.io_result(r)
+    }
+
+    fn io_result(&self, r: std::io::Result<()>) -> Result<(), Error> {
         r.map_err(|e| {
             if crate::error::is_disconnect_io(&e) {
                 self.set_why(Disconnect::PeerClosed);
@@ -260,11 +274,10 @@ impl Conn {
         if self.is_closed() {
             return;
         }
-        if let Some(mut w) = self.writer.try_lock() {
-            let mut b = BytesMut::new();
-            error_payload(code.0, message, &mut b);
-            w.farewell(&crate::frame::encode_frame(Kind::Error, 0, 0, &b));
-        }
+        let mut b = BytesMut::new();
+        error_payload(code.0, message, &mut b);
+        self.outbox
+            .farewell(&crate::frame::encode_frame(Kind::Error, 0, 0, &b));
         self.close();
     }
 
@@ -324,14 +337,7 @@ impl Conn {
 
     /// A graceful close when the writer is free, else a hard cut.
     fn cut(&self) {
-        match self.writer.try_lock() {
-            Some(mut w) => w.shutdown(),
-            None => match &self.closer {
-                Some(c) => c.close(),
-                // No handle to cut with: wait for the writer.
-                None => self.writer.lock().shutdown(),
-            },
-        }
+        self.outbox.cut();
     }
 
     /// Called by the reader when it ends: fails every pending call at once,

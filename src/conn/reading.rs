@@ -36,6 +36,14 @@ impl Role {
     }
 }
 
+impl Role {
+    /// Whether a whole frame is already read and waiting in the buffer (the
+    /// next read will not wait on the socket).
+    pub fn has_buffered_frame(&self) -> bool {
+        self.src.has_buffered_frame()
+    }
+}
+
 /// What one read did.
 pub(crate) enum Step {
     /// Keep reading.
@@ -53,6 +61,11 @@ fn is_tick(e: &Error) -> bool {
 impl Conn {
     /// Reads one frame (or wakes on the read timeout) and acts on it.
     pub fn read_step(&self, role: &mut Role) -> Step {
+        // Replies that wait to go out with the next write go now, before
+        // this thread may wait on the socket.
+        if self.outbox.has_pending() && !role.src.has_buffered_frame() && self.flush().is_err() {
+            return Step::End;
+        }
         match role.src.read_frame() {
             Ok(Some(frame)) => {
                 role.last_life = Instant::now();
@@ -97,7 +110,8 @@ impl Conn {
             Err(e) => {
                 self.ended_on(&e, role.src.pending_header());
                 if !self.is_closed() && !e.is_disconnect() {
-                    self.writer.lock().refuse(&e, role.src.pending_header());
+                    let header = role.src.pending_header();
+                    self.outbox.with_writer(|w| w.refuse(&e, header));
                 }
                 Step::End
             }
@@ -299,7 +313,7 @@ impl Conn {
         let id = self.out.take_id();
         self.out.heartbeat_id.store(id, Ordering::Relaxed);
         let frame = crate::frame::encode_frame(Kind::Call, builtin::PING, id, b"");
-        let r = self.writer.lock().heartbeat(&frame);
+        let r = self.outbox.with_writer(|w| w.heartbeat(&frame));
         if r.is_err() {
             self.close();
         }

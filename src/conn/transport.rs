@@ -24,6 +24,21 @@ pub(crate) trait FrameWrite: Send {
         v.extend_from_slice(tail);
         self.write_frame(&v)
     }
+    /// Sends several things in one write: whole frames back to back, the
+    /// last of which may end with a large tail (`parts` concatenated are
+    /// whole frames). Only used when [`FrameWrite::coalesces`].
+    fn write_frames(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut v = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        self.write_frame(&v)
+    }
+    /// Whether frames may be written back to back in one write (raw byte
+    /// streams; not WebSocket, whose messages carry one frame each).
+    fn coalesces(&self) -> bool {
+        false
+    }
     /// Sends a heartbeat: a `ping` CALL on TCP, a ping frame on WebSocket.
     fn heartbeat(&mut self, ping_frame: &[u8]) -> io::Result<()>;
     /// Best-effort last words before a protocol-error close.
@@ -55,6 +70,11 @@ pub(crate) trait FrameRead: Send {
     /// Sets how long one read may block (the heartbeat tick, or a caller's
     /// nearer deadline).
     fn set_read_timeout(&mut self, timeout: Duration);
+    /// Whether a whole frame is already received and buffered, so the next
+    /// [`FrameRead::read_frame`] returns without waiting on the socket.
+    fn has_buffered_frame(&self) -> bool {
+        false
+    }
     /// Lets go of buffers kept from a large frame while the connection is
     /// quiet (called on a read tick).
     fn trim(&mut self) {}
@@ -72,6 +92,7 @@ impl Closer {
 
     /// A closer for the socket under `stream` (a clone of its handle: one
     /// more file descriptor).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub fn new(stream: &TcpStream) -> Option<Self> {
         stream.try_clone().ok().map(|s| Self(Arc::new(s)))
     }

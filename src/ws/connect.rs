@@ -75,10 +75,11 @@ impl ClientBuilder {
         }
 
         let out = Out::shared(stream.try_clone()?, true);
-        let st = WsStream::new(stream.try_clone()?, Arc::clone(&out), Vec::new(), true);
+        let mut st = WsStream::new(stream.try_clone()?, Arc::clone(&out), Vec::new(), true);
+        st.record_reads();
         let mut round =
             tungstenite::client::client_with_config(request, st, Some(ws_config(&self.limits)));
-        let mut socket = loop {
+        let socket = loop {
             match round {
                 Ok((socket, _response)) => break socket,
                 Err(HandshakeError::Interrupted(mid)) => {
@@ -92,8 +93,12 @@ impl ClientBuilder {
                 Err(HandshakeError::Failure(e)) => return Err(handshake_error(e, url)),
             }
         };
-        socket.get_mut().serve(Vec::new());
-        let reader = WsReader::new(socket, self.limits.max_frame_len);
+        // tungstenite may have read frames past the 101 answer along with
+        // it: they are the reader's first bytes.
+        let mut st = socket.into_inner();
+        let tail = st.tail_after_head();
+        st.serve(tail);
+        let reader = WsReader::from_stream(st, self.limits.max_frame_len);
         Ok((peer, Box::new(WsWriter::new(out, peer)), Box::new(reader)))
     }
 
