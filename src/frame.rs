@@ -416,6 +416,7 @@ fn head(buf: &[u8]) -> [u8; HEADER_LEN] {
 
 /// Starts a frame in `buf`: clears it and writes a header whose `len` is
 /// patched by [`finish_frame`] once the payload is appended.
+#[doc(hidden)]
 pub fn start_frame(buf: &mut BytesMut, kind: Kind, cmd: u16, id: u32) {
     buf.clear();
     buf.put_slice(
@@ -431,6 +432,7 @@ pub fn start_frame(buf: &mut BytesMut, kind: Kind, cmd: u16, id: u32) {
 
 /// Patches the length of a frame started with [`start_frame`], refusing a
 /// payload over `limits.max_frame_len` before anything is written.
+#[doc(hidden)]
 pub fn finish_frame(buf: &mut BytesMut, limits: &Limits) -> Result<(), Error> {
     finish_frame_with_tail(buf, 0, limits)
 }

@@ -18,6 +18,32 @@ use crate::router::builtin;
 /// A handle to one connection's far end. Cheap to clone; it does not keep
 /// the connection open (the connection lives while its owner does and the
 /// peer stays).
+///
+/// A server gets one per client from
+/// [`ServerBuilder::on_connect`](crate::ServerBuilder::on_connect) or
+/// [`Ctx::peer`](crate::Ctx::peer), to call the client back:
+///
+/// ```
+/// use framerpc::codec::{STR, U32};
+/// use framerpc::{ClientBuilder, Command, Router, Server};
+/// const ASK: Command<String, String> = Command::new(1, "ask", &STR, &STR);     // served by the client
+/// const START: Command<u32, String> = Command::new(2, "start", &U32, &STR);    // served by the server
+///
+/// let server = Server::bind(
+///     "127.0.0.1:0",
+///     Router::new().handle_with(&START, |ctx, n| {
+///         // Call the client that is calling us, over the same connection.
+///         let answer = ctx.peer().call(&ASK, &format!("confirm {n}?")).map_err(|e| e.to_string())?;
+///         Ok(format!("started {n}: {answer}"))
+///     }),
+/// )?;
+/// let client = ClientBuilder::default()
+///     .handlers(Router::new().handle(&ASK, |q| Ok(format!("yes to {q}"))))
+///     .connect(server.local_addr())?;
+/// assert_eq!(client.call(&START, &3)?, "started 3: yes to confirm 3?");
+/// assert!(client.peer().is_connected());
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Peer(pub(crate) Arc<Conn>);
 

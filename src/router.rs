@@ -126,11 +126,17 @@ impl Router {
         f: impl Fn(&Ctx<'_>, Req) -> Result<Resp, HandlerError> + Send + Sync + 'static,
     ) -> Result<Self, Error> {
         let (req, resp) = (cmd.request(), cmd.response());
+        let (name, id) = (cmd.name(), cmd.id());
         self.insert(
             cmd.info(),
             Arc::new(move |ctx, payload, out| {
-                let value = decode_all(req, payload)
-                    .map_err(|e| HandlerError::library(ErrorCode::BAD_PAYLOAD, e.to_string()))?;
+                let value = decode_all(req, payload).map_err(|e| {
+                    let msg = format!(
+                        "the request to {name:?} (id {id}) does not decode as {}: {e}",
+                        req.schema_string()
+                    );
+                    HandlerError::library(ErrorCode::BAD_PAYLOAD, msg)
+                })?;
                 Ok(resp.encode_tail(&f(ctx, value)?, out))
             }),
         )
@@ -279,7 +285,36 @@ impl Router {
     }
 }
 
-/// What a handler knows about the call it is running.
+/// What a handler knows about the call it is running: who called, the
+/// server's state, whether the caller gave up, and a [`Peer`] to call back.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use framerpc::codec::{U32, UNIT};
+/// use framerpc::{Client, Command, Router, Server};
+/// const COUNT: Command<(), u64> = Command::new(1, "count", &UNIT, &framerpc::codec::U64);
+/// const WORK: Command<u32, u32> = Command::new(2, "work", &U32, &U32);
+///
+/// let router = Router::new()
+///     .handle_with(&COUNT, |ctx, ()| {
+///         let calls = ctx.state::<AtomicU64>().expect("set with ServerBuilder::state");
+///         println!("call {} from {:?}", ctx.call_id(), ctx.peer_addr());
+///         Ok(calls.fetch_add(1, Ordering::Relaxed) + 1)
+///     })
+///     .handle_with(&WORK, |ctx, steps| {
+///         for done in 0..steps {
+///             if ctx.is_cancelled() || ctx.is_shutting_down() {
+///                 return Ok(done); // the caller gave up, or the server stops
+///             }
+///         }
+///         Ok(steps)
+///     });
+/// let server = Server::builder().state(AtomicU64::new(0)).bind("127.0.0.1:0", router)?;
+/// let client = Client::connect(server.local_addr())?;
+/// assert_eq!(client.call(&COUNT, &())?, 1);
+/// assert_eq!(client.call(&WORK, &10)?, 10);
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 pub struct Ctx<'a> {
     pub(crate) conn: &'a Arc<Conn>,
     pub(crate) header: Header,

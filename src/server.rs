@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use crate::admission::{Admission, Holder, ReleaseHook, Released, Status, WhenFull};
 use crate::command::Command;
 use crate::conn::{Conn, FrameRead, FrameWrite, Helpers, Role, Services, DEFAULT_GRACE};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::frame::{FrameReader, Limits};
 use crate::peer::Peer;
 use crate::pool::Pool;
@@ -25,7 +25,32 @@ use crate::stall::{Watch, STALL};
 use crate::tcp::{tune, Socket, TcpReader, TcpWriter};
 use crate::worker::Part;
 
-/// Settings for a [`Server`]; every setter states its default.
+/// Settings for a [`Server`]; every setter states its default. The entry
+/// to exclusive access: [`max_users`](ServerBuilder::max_users),
+/// [`when_full`](ServerBuilder::when_full) and
+/// [`on_release`](ServerBuilder::on_release).
+///
+/// ```
+/// use std::time::Duration;
+/// use framerpc::codec::F64;
+/// use framerpc::{Client, Command, Router, Server, WhenFull};
+/// const MOVE_TO: Command<f64, f64> = Command::new(1, "move_to", &F64, &F64);
+///
+/// let router = Router::new().handle(&MOVE_TO, |x| Ok(x));
+/// let server = Server::builder()
+///     .max_users(1)                                        // one user at a time
+///     .when_full(WhenFull::Queue { max_wait: Duration::from_secs(60) })
+///     .on_release(|r| println!("{:?} left after {:?}: motor stopped", r.peer, r.held_for))
+///     .grace(Duration::from_secs(1))                       // shutdown waits this long
+///     .bind("127.0.0.1:0", router)?;
+///
+/// let client = Client::connect(server.local_addr())?;
+/// assert_eq!(client.call(&MOVE_TO, &2.5)?, 2.5);           // this connection holds the device
+/// assert_eq!(server.status().active, 1);
+/// drop(client);                                            // and gives it back: on_release runs
+/// server.shutdown();
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 #[must_use]
 pub struct ServerBuilder {
     pub(crate) limits: Limits,
@@ -191,6 +216,16 @@ impl ServerBuilder {
             self.on_release.clone(),
         ));
         let watch = Arc::new(Watch::default());
+        #[cfg(feature = "ws")]
+        let unknown_hint = match &self.ws {
+            Some(ws) if router.commands().is_empty() => {
+                let hint = ws.raw_hint(local_addr);
+                Some(format!(": raw TCP on this port serves no commands; {hint}").into())
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "ws"))]
+        let unknown_hint = None;
         let services = Services {
             router: Some(Arc::new(router)),
             admission: Some(admission),
@@ -202,6 +237,7 @@ impl ServerBuilder {
                 serve: crate::worker::spare,
             }),
             hooked: self.on_connect.is_some(),
+            unknown_hint,
         };
         let shared = Arc::new(Shared {
             local_addr,
@@ -367,6 +403,28 @@ impl Drop for Server {
 
 /// A [`Server`]'s handle for other threads: cheap to clone, usable from
 /// handlers (to broadcast, or reach another client) and from anywhere else.
+///
+/// ```
+/// use framerpc::codec::STR;
+/// use framerpc::{Client, ClientBuilder, Command, Router, Server};
+/// const NEWS: Command<String, ()> = Command::new(9, "news", &STR, &framerpc::codec::UNIT);
+///
+/// let server = Server::bind("127.0.0.1:0", Router::new())?;
+/// let handle = server.handle();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let _client = ClientBuilder::default()
+///     .handlers(Router::new().handle(&NEWS, move |text| Ok(tx.send(text).unwrap())))
+///     .connect(server.local_addr())?;
+/// // From any thread: notify every connected client.
+/// std::thread::spawn(move || {
+///     while handle.broadcast(&NEWS, &"hello all".to_string()) == 0 {
+///         std::thread::yield_now(); // until the client is counted
+///     }
+/// });
+/// assert_eq!(rx.recv().unwrap(), "hello all");
+/// server.shutdown();
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ServerHandle(Arc<Shared>);
 
@@ -497,7 +555,7 @@ impl Shared {
             let mut busy = false;
             for c in &conns {
                 if c.calls_in_flight() == 0 {
-                    c.close();
+                    c.close_saying(ErrorCode::SHUTTING_DOWN, SHUTDOWN_NOTICE);
                 } else {
                     busy |= !c.is_closed();
                 }
@@ -508,7 +566,7 @@ impl Shared {
             std::thread::sleep(Duration::from_millis(2));
         }
         for c in &conns {
-            c.close();
+            c.close_saying(ErrorCode::SHUTTING_DOWN, SHUTDOWN_NOTICE);
         }
         let waits: Vec<Receiver<()>> = self.conns.lock().values().map(|l| l.done.clone()).collect();
         let mut clean = true;
@@ -587,6 +645,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// What a connection is told when the server closes it at shutdown.
+const SHUTDOWN_NOTICE: &str = "the server is shutting down";
+
 /// How long shutdown waits, after the grace period, for a connection's
 /// threads to end once it is cut (a handler that never returns is left
 /// running, and shutdown reports it was not clean).
@@ -661,6 +722,10 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     let prefix = match &shared.config.ws {
         Some(ws) => match crate::ws::serve_if_upgrade(shared, ws, id, &stream) {
             crate::ws::Sniffed::Raw(bytes) if ws.raw_tcp => bytes,
+            crate::ws::Sniffed::Raw(_) => {
+                crate::ws::refuse_raw(&stream, ws, shared.local_addr);
+                return;
+            }
             _ => return,
         },
         None => Vec::new(),

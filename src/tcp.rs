@@ -133,6 +133,14 @@ impl FrameWrite for TcpWriter {
     fn refuse(&mut self, err: &Error, header: Option<[u8; 12]>) {
         let _ = self.write_frame(&refusal(err, header));
     }
+    fn farewell(&mut self, frame: &[u8]) {
+        // The connection closes next: a peer that does not read costs at
+        // most this much.
+        let _ = self
+            .stream
+            .set_write_timeout(Some(Duration::from_millis(50)));
+        let _ = (&*self.stream).write_all(frame);
+    }
     fn shutdown(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }

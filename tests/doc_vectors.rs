@@ -118,6 +118,24 @@ where
     assert_eq!(encode_to_vec(c, &back), hex, "decode {case}");
 }
 
+/// Named user types (`Map::named`), with tuples as their Rust values.
+const POS: Map<(F64Codec, F64Codec), (f64, f64)> =
+    Map::new((F64, F64), Ok, |p| *p).named("Pos", &["x", "y"]);
+const POS_TUPLE: Map<(F64Codec, F64Codec), (f64, f64)> =
+    Map::new((F64, F64), Ok, |p| *p).named("Pos", &[]);
+const MODE: Map<U8Codec, u8> = Map::new(U8, Ok, |m| *m).named("Mode", &[]);
+type FrameParts = (
+    U32Codec,
+    VecOf<StrCodec>,
+    OptionOf<Map<(F64Codec, F64Codec), (f64, f64)>>,
+);
+type FrameValue = (u32, Vec<String>, Option<(f64, f64)>);
+const FRAME: Map<FrameParts, FrameValue> =
+    Map::new((U32, VecOf(STR), OptionOf(POS)), Ok, |f: &FrameValue| {
+        f.clone()
+    })
+    .named("Frame", &["id", "tags", "at"]);
+
 /// Dispatches a vector to the framerpc codec with that schema.
 fn check_schema(case: &Json) -> bool {
     macro_rules! schemas {
@@ -147,6 +165,8 @@ fn check_schema(case: &Json) -> bool {
         "(str,bool,u8)" => (STR, BOOL, U8),
         "(f64,f32,i8,u64_be)" => (F64, F32, I8, U64_BE),
         "(bool,(str,unit),vec<u8>)" => (BOOL, (STR, UNIT), VecOf(U8)),
+        "Pos{x:f64,y:f64}" => POS, "Pos(f64,f64)" => POS_TUPLE, "Mode(u8)" => MODE,
+        "Frame{id:u32,tags:vec<str>,at:option<Pos{x:f64,y:f64}>}" => FRAME,
     }
     true
 }

@@ -66,7 +66,7 @@ fn calls_in_flight_finish_and_new_calls_are_refused() {
     assert!(stopper.join().unwrap(), "every thread ended in time");
     let r = c.call(&ADD_2_WORDS, &(1, 1));
     assert!(
-        matches!(r, Err(Error::Disconnected)) || r.as_ref().is_err_and(|e| e.is_disconnect()),
+        matches!(r, Err(Error::Disconnected(_))) || r.as_ref().is_err_and(|e| e.is_disconnect()),
         "{r:?}"
     );
     assert!(

@@ -114,7 +114,7 @@ fn ws_timeout_poisons_nothing() {
         .call_timeout(&SLOW, &3_000, Duration::from_millis(50))
         .unwrap_err();
     match &e {
-        Error::Timeout { command, .. } => assert_eq!(&**command, "slow"),
+        Error::Timeout(t) => assert_eq!(&*t.what, "slow"),
         other => panic!("{other}"),
     }
     // The CANCEL lets the handler stop early; the next call works.

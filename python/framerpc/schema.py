@@ -1,7 +1,10 @@
 """Codecs built from schema strings, with the encodings of DESIGN.md.
 
 A schema string names a codec: ``u32``, ``f64_be``, ``bool``, ``str``,
-``bytes``, ``unit``, ``vec<T>``, ``option<T>``, ``(a,b,...)``.
+``bytes``, ``unit``, ``vec<T>``, ``option<T>``, ``(a,b,...)``, and the
+named user types of Rust's ``Map::named``: ``Pos{x:f64,y:f64}`` (the bytes
+of ``(f64,f64)``) and ``Mode(u8)`` / ``Pos(f64,f64)`` (the bytes of what
+the parentheses hold).
 :func:`compile_schema` turns one into a :class:`Codec` whose
 :meth:`Codec.encode` and :meth:`Codec.decode` produce and check the exact
 wire bytes: every length is checked against the bytes that remain before
@@ -393,6 +396,55 @@ class Tuple(Codec):
         return [c.to_json(x) for c, x in zip(self.items, v)]
 
 
+class Struct(Tuple):
+    """A named struct, ``Pos{x:f64,y:f64}``: the bytes of the tuple of its
+    fields. Decodes to a tuple; encodes a sequence or a mapping by field name."""
+
+    def __init__(self, name: str, fields: list, items: list):
+        super().__init__(items)
+        self.name = name
+        self.fields = fields
+        self.schema = name + "{" + ",".join(f"{f}:{c.schema}" for f, c in zip(fields, items)) + "}"
+
+    def enc(self, v, out):
+        if isinstance(v, dict):
+            missing = [f for f in self.fields if f not in v]
+            extra = [k for k in v if k not in self.fields]
+            if missing or extra:
+                raise EncodeError(f"{self.schema}: missing fields {missing}, unknown fields {extra}")
+            v = [v[f] for f in self.fields]
+        super().enc(v, out)
+
+    def from_json(self, j):
+        if isinstance(j, dict):
+            j = [j.get(f) for f in self.fields]
+        return super().from_json(j)
+
+
+class Named(Codec):
+    """A named type, ``Mode(u8)`` or ``Pos(f64,f64)``: the bytes and Python
+    values of what the parentheses hold."""
+
+    def __init__(self, name: str, inner: Codec):
+        self.inner = inner
+        self.name = name
+        s = inner.schema
+        self.schema = name + (s if isinstance(inner, Tuple) and not isinstance(inner, Struct) else f"({s})")
+        self.min_len = inner.min_len
+
+    def enc(self, v, out):
+        self.inner.enc(v, out)
+
+    def dec(self, mv, pos):
+        return self.inner.dec(mv, pos)
+
+    def from_json(self, j):
+        return self.inner.from_json(j)
+
+    def to_json(self, v):
+        return self.inner.to_json(v)
+
+
 def _ints(bits, signed):
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
@@ -459,6 +511,29 @@ class _Parser:
             self.expect(")")
             return Tuple(items)
         name = self.ident()
+        if self.peek() == "{":  # a named struct: Pos{x:f64,y:f64}
+            self.i += 1
+            fields, items = [], []
+            while True:
+                field = self.ident()
+                if field in fields:
+                    self.err(f"field {field!r} twice")
+                self.expect(":")
+                fields.append(field)
+                items.append(self.type())
+                if self.peek() != ",":
+                    break
+                self.i += 1
+            self.expect("}")
+            return Struct(name, fields, items)
+        if self.peek() == "(" and name not in _PRIMS:  # a named type: Mode(u8), Pos(f64,f64)
+            self.i += 1
+            items = [self.type()]
+            while self.peek() == ",":
+                self.i += 1
+                items.append(self.type())
+            self.expect(")")
+            return Named(name, items[0] if len(items) == 1 else Tuple(items))
         if name in ("vec", "option"):
             self.expect("<")
             inner = self.type()

@@ -177,6 +177,11 @@ def codec_edges():
     add("(u16_be,u16)", [258, 258])
     add("(bool,(str,unit),vec<u8>)", [False, ["z", None], [9]])
     add("(f64,f32,i8,u64_be)", [-0.1, 0.5, -128, 1])
+    # Named user types (Rust's Map::named): the bytes of their parts.
+    add("Pos{x:f64,y:f64}", [1.0, -2.5])
+    add("Mode(u8)", 1)
+    add("Pos(f64,f64)", [1.0, -2.5])
+    add("Frame{id:u32,tags:vec<str>,at:option<Pos{x:f64,y:f64}>}", [7, ["a"], [0.5, 0.25]])
     return c
 
 

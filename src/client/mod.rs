@@ -24,7 +24,7 @@ use crate::admission::Status;
 use crate::codec::{Codec, STR, U16};
 use crate::command::{Command, CommandInfo, Spec};
 use crate::conn::{run_keeper, Conn, Services};
-use crate::error::{DecodeError, Error, Mismatch};
+use crate::error::{DecodeError, Disconnect, Error, Mismatch};
 use crate::frame::{FrameReader, Limits};
 use crate::peer::Peer;
 use crate::router::{builtin, Router};
@@ -39,6 +39,27 @@ pub use reconnect::{Outage, Reconnect};
 static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Settings for a [`Client`]; every setter states its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use framerpc::codec::U32;
+/// use framerpc::{Client, Command, Limits, Reconnect, Router, Server};
+/// const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
+///
+/// let server = Server::builder()
+///     .token("s3cret")
+///     .bind("127.0.0.1:0", Router::new().handle(&ADD, |(a, b)| Ok(a + b)))?;
+/// let client = Client::builder()
+///     .token("s3cret")                                  // the server requires it
+///     .timeout(Duration::from_secs(5))                  // calls without their own timeout
+///     .connect_timeout(Duration::from_secs(2))
+///     .limits(Limits::default().max_frame_len(1 << 20)) // replies over 1 MiB: Error::TooLarge
+///     .reconnect(Reconnect::default())                  // dial again after a break
+///     .name("stage-ui")                                 // how BUSY messages name this client
+///     .connect_checked(server.local_addr(), &[&ADD])?;  // and compare the specs
+/// assert_eq!(client.call(&ADD, &(2, 3))?, 5);
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 #[must_use]
 #[derive(Clone)]
 pub struct ClientBuilder {
@@ -134,9 +155,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects over raw TCP.
-    pub fn connect(self, addr: impl ToSocketAddrs) -> Result<Client, Error> {
-        let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    /// Connects over raw TCP to `host:port` (anything
+    /// [`ToSocketAddrs`] takes). A failure names the address:
+    /// [`Error::Connect`], or [`Error::Timeout`] after
+    /// [`ClientBuilder::connect_timeout`].
+    pub fn connect(self, addr: impl ToSocketAddrs + fmt::Debug) -> Result<Client, Error> {
+        let addrs = resolve(&addr)?;
         self.connect_to(Target::Tcp(addrs))
     }
 
@@ -191,7 +215,7 @@ impl ClientBuilder {
     /// against `specs` (see [`Client::check`]).
     pub fn connect_checked(
         self,
-        addr: impl ToSocketAddrs,
+        addr: impl ToSocketAddrs + fmt::Debug,
         specs: &[&dyn Spec],
     ) -> Result<Client, Error> {
         let client = self.connect(addr)?;
@@ -297,19 +321,48 @@ impl Target {
     }
 }
 
-pub(crate) fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, Error> {
+pub(crate) fn connect_tcp(
+    addr: impl ToSocketAddrs + fmt::Debug,
+    timeout: Duration,
+) -> Result<TcpStream, Error> {
+    let addrs = resolve(&addr)?;
     let mut last = None;
-    for a in addr.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&a, timeout) {
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, timeout) {
             Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some((a, e)),
         }
     }
-    Err(last
-        .unwrap_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to")
-        })
-        .into())
+    Err(match last {
+        Some((a, e)) => Error::connect(a.to_string(), e, timeout),
+        None => Error::Connect {
+            addr: addr_text(&addr).into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the name resolved to no address",
+            ),
+        },
+    })
+}
+
+/// Resolves `addr`; an error names it (and says what to do with a URL).
+fn resolve(addr: &(impl ToSocketAddrs + fmt::Debug)) -> Result<Vec<SocketAddr>, Error> {
+    match addr.to_socket_addrs() {
+        Ok(a) => Ok(a.collect()),
+        Err(source) => Err(Error::Connect {
+            addr: addr_text(addr).into(),
+            source,
+        }),
+    }
+}
+
+/// An address as the user wrote it (a string without its quotes).
+fn addr_text(addr: &dyn fmt::Debug) -> String {
+    let s = format!("{addr:?}");
+    match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner.to_owned(),
+        None => s,
+    }
 }
 
 struct ClientInner {
@@ -362,12 +415,15 @@ impl Client {
     }
 
     /// Connects over raw TCP with default settings.
-    pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, Error> {
+    pub fn connect(addr: impl ToSocketAddrs + fmt::Debug) -> Result<Self, Error> {
         ClientBuilder::default().connect(addr)
     }
 
     /// Connects over raw TCP and checks `specs` against the server's table.
-    pub fn connect_checked(addr: impl ToSocketAddrs, specs: &[&dyn Spec]) -> Result<Self, Error> {
+    pub fn connect_checked(
+        addr: impl ToSocketAddrs + fmt::Debug,
+        specs: &[&dyn Spec],
+    ) -> Result<Self, Error> {
         ClientBuilder::default().connect_checked(addr, specs)
     }
 
@@ -392,14 +448,15 @@ impl Client {
             if cur.is_connected() || self.inner.outage.is_none() {
                 return Ok((cur.clone(), wait.saturating_sub(start.elapsed())));
             }
-            if self.inner.closed.load(Ordering::Acquire)
-                || self.inner.gave_up.load(Ordering::Acquire)
-            {
-                return Err(Error::Disconnected);
+            if self.inner.closed.load(Ordering::Acquire) {
+                return Err(Error::disconnected(Disconnect::Closed));
+            }
+            if self.inner.gave_up.load(Ordering::Acquire) {
+                return Err(Error::disconnected(Disconnect::GaveUp));
             }
             let left = wait.saturating_sub(start.elapsed());
             if self.inner.outage == Some(Outage::FailFast) || left.is_zero() {
-                return Err(Error::Disconnected);
+                return Err(Error::disconnected(Disconnect::Reconnecting));
             }
             self.inner.changed.wait_for(&mut cur, left);
         }
@@ -471,11 +528,7 @@ impl Client {
         for spec in specs {
             let want = spec.info();
             let mismatch = |detail: String| {
-                Error::SchemaMismatch(Box::new(Mismatch {
-                    name: want.name.clone(),
-                    id: want.id,
-                    detail,
-                }))
+                Error::SchemaMismatch(Box::new(Mismatch::new(want.name.clone(), want.id, detail)))
             };
             let Some(have) = table.iter().find(|c| c.id == want.id) else {
                 let by_name = table.iter().find(|c| c.name == want.name);

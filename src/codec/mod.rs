@@ -18,6 +18,46 @@
 //!
 //! Decoders check every length against the bytes that remain before they
 //! allocate, and [`decode_all`] refuses bytes left over after the value.
+//!
+//! # Constants and their types
+//!
+//! A command spec takes codec *values* (`&(U32, U32)`); a `Map`, a `const`
+//! of your own or a struct field names codec *types* (`(U32Codec,
+//! U32Codec)`). Writing the constant where a type goes fails with
+//! "expected type, found constant": use the type in the second column.
+//!
+//! | value (constant) | type | Rust value | schema |
+//! | --- | --- | --- | --- |
+//! | [`U8`] [`I8`] | [`U8Codec`] [`I8Codec`] | `u8` `i8` | `u8` `i8` |
+//! | [`U16`] [`I16`] … [`U64`] [`I64`] | [`U16Codec`] [`I16Codec`] … [`U64Codec`] [`I64Codec`] | `u16` … `i64` | `u16` … `i64` |
+//! | [`F32`] [`F64`] | [`F32Codec`] [`F64Codec`] | `f32` `f64` | `f32` `f64` |
+//! | [`U16_BE`] … [`F64_BE`] | [`U16BeCodec`] … [`F64BeCodec`] | big-endian numbers | `u16_be` … `f64_be` |
+//! | [`BOOL`] | [`BoolCodec`] | `bool` | `bool` |
+//! | [`STR`] | [`StrCodec`] | `String` | `str` |
+//! | [`BYTES`] | [`BytesCodec`] | [`Bytes`](crate::Bytes) (re-exported: no `bytes` dependency needed) | `bytes` |
+//! | [`UNIT`] | [`UnitCodec`] | `()` | `unit` |
+//! | `VecOf(c)` | [`VecOf<C>`] | `Vec<T>` | `vec<T>` |
+//! | `OptionOf(c)` | [`OptionOf<C>`] | `Option<T>` | `option<T>` |
+//! | `(a, b, …)` (1 to 12) | `(A, B, …)` | `(T1, T2, …)` | `(a,b,…)` |
+//! | `Map::new(c, from, to)` | [`Map<C, T>`] | your `T` | `c`'s, or `Name{f:a,…}` with [`Map::named`] |
+//!
+//! ```
+//! use framerpc::codec::{Map, OptionOf, VecOf, F64, F64Codec, STR, StrCodec, U16, U16Codec};
+//! use framerpc::{Bytes, Command};
+//!
+//! #[derive(Debug, Clone, Copy, PartialEq)]
+//! pub struct Pos { pub x: f64, pub y: f64 }
+//!
+//! // Types in the type, constants in the value.
+//! pub const POS: Map<(F64Codec, F64Codec), Pos> =
+//!     Map::new((F64, F64), |(x, y)| Ok(Pos { x, y }), |p| (p.x, p.y)).named("Pos", &["x", "y"]);
+//! pub const LABELS: VecOf<StrCodec> = VecOf(STR);
+//! pub const MAYBE_PORT: OptionOf<U16Codec> = OptionOf(U16);
+//!
+//! pub const MOVE_TO: Command<Pos, Pos> = Command::new(1, "move_to", &POS, &POS);
+//! pub const CAPTURE: Command<(u16, u16), Bytes> =
+//!     Command::new(2, "capture", &(U16, U16), &framerpc::codec::BYTES);
+//! ```
 
 mod map;
 mod prim;

@@ -12,7 +12,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{now_ns, reply_payload, Conn, FrameRead, Role, Step};
 use crate::codec::{decode_all, Codec};
-use crate::error::Error;
+use crate::error::{Error, Mismatch, Stage, Timeout};
 use crate::frame::{Frame, Kind};
 use crate::router::builtin;
 
@@ -147,7 +147,8 @@ impl Outgoing {
         let slot = self.waiting.lock().by_id.remove(&id);
         match slot {
             Some(slot) => slot.put(frame),
-            None if id == self.heartbeat_id.load(Ordering::Relaxed) => {}
+            // Call id 0: a connection-level ERROR (why the peer closes).
+            None if id == 0 || id == self.heartbeat_id.load(Ordering::Relaxed) => {}
             None => {
                 self.stray_replies.fetch_add(1, Ordering::Relaxed);
             }
@@ -201,7 +202,7 @@ impl Conn {
         {
             let mut w = self.out.waiting.lock();
             if w.closed {
-                return Err(Error::Disconnected);
+                return Err(self.gone());
             }
             w.by_id.insert(id, Arc::clone(&slot));
         }
@@ -221,14 +222,14 @@ impl Conn {
         }
         match waited {
             Ok(frame) => Ok(frame),
-            Err(NoReply::Disconnected) => Err(Error::Disconnected),
+            Err(NoReply::Disconnected) => Err(self.gone_for(id)),
             Err(NoReply::Timeout) => {
                 if self.out.waiting.lock().by_id.remove(&id).is_none() {
                     // The reply won the race with the deadline.
                     if let Ok(Some(frame)) = slot.try_take() {
                         return Ok(frame);
                     }
-                    return Err(Error::Disconnected);
+                    return Err(self.gone_for(id));
                 }
                 // Where the call stands is asked before the CANCEL: a
                 // connection whose waiting calls are all cancelled leaves
@@ -239,16 +240,16 @@ impl Conn {
                     self.queue_state()
                 };
                 let _ = self.send_with(Kind::Cancel, cmd, id, |_| {});
-                Err(Error::Timeout {
-                    command: if name.is_empty() {
-                        format!("command {cmd:#06x}").into()
-                    } else {
-                        name.into()
-                    },
+                let what = if name.is_empty() {
+                    format!("command {cmd:#06x}")
+                } else {
+                    name.to_owned()
+                };
+                Err(Error::timeout(Timeout {
                     id,
-                    after: timeout,
                     server,
-                })
+                    ..Timeout::new(Stage::Call, what, timeout)
+                }))
             }
         }
     }
@@ -374,7 +375,17 @@ impl Conn {
         timeout: Option<Duration>,
     ) -> Result<R, Error> {
         let frame = self.call_frame_tail(cmd, name, timeout, |b| req.encode_tail(value, b))?;
-        Ok(decode_all(resp, reply_payload(frame)?)?)
+        let payload = reply_payload(frame).map_err(|e| e.for_call(name, cmd))?;
+        decode_all(resp, payload).map_err(|e| {
+            let detail = format!(
+                "the reply does not decode as {}: {e}; the server is built from other specs \
+                 (Client::connect_checked compares them at connect)",
+                resp.schema_string()
+            );
+            let mut m = Mismatch::new(name, cmd, detail);
+            m.decode = Some(e);
+            Error::SchemaMismatch(Box::new(m))
+        })
     }
 }
 

@@ -34,7 +34,7 @@ mod transport;
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
 
 use crate::admission::Admission;
-use crate::error::{Error, ErrorCode, ProtocolError};
+use crate::error::{Disconnect, Error, ErrorCode, ProtocolError};
 use crate::frame::{error_payload, finish_frame_with_tail, start_frame, Frame, Kind, Limits};
 use crate::pool::Pool;
 use crate::router::Router;
@@ -70,6 +70,9 @@ pub(crate) struct Services {
     pub helpers: Option<Helpers>,
     /// No call runs until [`Conn::started`] (the `on_connect` hook runs).
     pub hooked: bool,
+    /// Added to UNKNOWN_COMMAND messages (raw TCP on a port whose commands
+    /// are all on WebSocket paths says so).
+    pub unknown_hint: Option<Arc<str>>,
 }
 
 /// A server's spare threads and watchdog, as its connections see them.
@@ -108,6 +111,10 @@ pub(crate) struct Conn {
     authorized: AtomicBool,
     pub shutting_down: AtomicBool,
     closed: AtomicBool,
+    /// Why the connection ended (the first reason found wins).
+    why: Mutex<Option<Disconnect>>,
+    /// The call whose reply was over this side's limit (0: none).
+    oversize_reply: AtomicU32,
 }
 
 thread_local! {
@@ -156,6 +163,8 @@ impl Conn {
             seat,
             shutting_down: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            why: Mutex::new(None),
+            oversize_reply: AtomicU32::new(0),
         })
     }
 
@@ -175,7 +184,7 @@ impl Conn {
     /// [`When::Later`] (see the `outbox` module).
     pub fn send_when(&self, head: &[u8], tail: &[u8], when: When) -> Result<(), Error> {
         if self.is_closed() {
-            return Err(Error::Disconnected);
+            return Err(self.gone());
         }
         let r = self.outbox.send(head, tail, when);
         self.io_result(r)
@@ -192,10 +201,13 @@ impl Conn {
 
     fn io_result(&self, r: std::io::Result<()>) -> Result<(), Error> {
         r.map_err(|e| {
-            self.close();
             if crate::error::is_disconnect_io(&e) {
-                Error::Disconnected
+                self.set_why(Disconnect::PeerClosed);
+                self.close();
+                self.gone()
             } else {
+                self.set_why(Disconnect::Io(e.kind()));
+                self.close();
                 Error::Io(e)
             }
         })
@@ -252,10 +264,78 @@ impl Conn {
     /// waits for a writer: if one is blocked mid-frame, the socket is cut
     /// under it.
     pub fn close(&self) {
+        self.set_why(Disconnect::Closed);
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
         self.cut();
+    }
+
+    /// Closes the connection after telling the peer why (an ERROR frame
+    /// with call id 0), when the writer is free.
+    pub fn close_saying(&self, code: ErrorCode, message: &str) {
+        if self.is_closed() {
+            return;
+        }
+        let mut b = BytesMut::new();
+        error_payload(code.0, message, &mut b);
+        self.outbox
+            .farewell(&crate::frame::encode_frame(Kind::Error, 0, 0, &b));
+        self.close();
+    }
+
+    /// Records why the connection ends; the first reason found wins.
+    pub fn set_why(&self, why: Disconnect) {
+        let mut w = self.why.lock();
+        if w.is_none() {
+            *w = Some(why);
+        }
+    }
+
+    /// The error for a call on (or pending on) this closed connection.
+    pub fn gone(&self) -> Error {
+        Error::disconnected(self.why.lock().clone().unwrap_or(Disconnect::PeerClosed))
+    }
+
+    /// The error for call `id`, pending when the connection ended: its
+    /// own reply was over this side's limit, or the connection is gone.
+    pub fn gone_for(&self, id: u32) -> Error {
+        if id != 0 && self.oversize_reply.load(Ordering::Acquire) == id {
+            if let Some(Disconnect::TooLarge { len, max }) = *self.why.lock() {
+                return Error::TooLarge {
+                    len,
+                    max,
+                    side: crate::error::Side::Local,
+                };
+            }
+        }
+        self.gone()
+    }
+
+    /// The reader ended on `e`: records why; a reply over this side's
+    /// limit is remembered for its caller.
+    pub(crate) fn ended_on(&self, e: &Error, header: Option<[u8; 12]>) {
+        let why = match e {
+            Error::TooLarge { len, max, .. } => {
+                if let Some(h) = header {
+                    let kind = h[4];
+                    if kind == Kind::Reply as u8 || kind == Kind::Error as u8 {
+                        let id = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+                        self.oversize_reply.store(id, Ordering::Release);
+                    }
+                }
+                Disconnect::TooLarge {
+                    len: *len,
+                    max: *max,
+                }
+            }
+            Error::Protocol(p) => Disconnect::Protocol(*p),
+            Error::Disconnected(why) => (**why).clone(),
+            Error::Io(io) if crate::error::is_disconnect_io(io) => Disconnect::PeerClosed,
+            Error::Io(io) => Disconnect::Io(io.kind()),
+            _ => Disconnect::Io(std::io::ErrorKind::Other),
+        };
+        self.set_why(why);
     }
 
     /// A graceful close when the writer is free, else a hard cut.

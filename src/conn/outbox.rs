@@ -154,6 +154,15 @@ impl Outbox {
         f(&mut **w)
     }
 
+    /// Last words before a close (see [`FrameWrite::farewell`]), only when
+    /// the writer is free: never waits for a writer blocked on a peer that
+    /// does not read.
+    pub fn farewell(&self, frame: &[u8]) {
+        if let Some(mut w) = self.writer.try_lock() {
+            w.farewell(frame);
+        }
+    }
+
     /// A graceful close when the writer is free, else a hard cut that does
     /// not wait for a writer blocked on a peer that does not read.
     pub fn cut(&self) {

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes};
 use super::seat::Need;
 use super::{constant_time_eq, Conn, FrameRead, Incoming};
 use crate::admission::ReleaseReason;
-use crate::error::{Error, ErrorCode, ProtocolError};
+use crate::error::{Disconnect, Error, ErrorCode, ProtocolError};
 use crate::frame::{Frame, Header, Kind};
 use crate::router::builtin;
 
@@ -74,10 +74,16 @@ impl Conn {
                 match self.on_frame(frame) {
                     Ok(Some(item)) => Step::Run(item),
                     Ok(None) => Step::Continue,
-                    Err(_) => Step::End,
+                    Err(e) => {
+                        self.ended_on(&e, None);
+                        Step::End
+                    }
                 }
             }
-            Ok(None) => Step::End,
+            Ok(None) => {
+                self.set_why(Disconnect::PeerClosed);
+                Step::End
+            }
             Err(e) if is_tick(&e) => {
                 if self.is_closed() {
                     return Step::End;
@@ -92,6 +98,7 @@ impl Conn {
                 }
                 let silent = role.last_life.elapsed();
                 if self.limits.idle_timeout.is_some_and(|d| silent >= d) {
+                    self.set_why(Disconnect::Silent { after: silent });
                     return Step::End;
                 }
                 if !role.pinged && self.limits.ping_after.is_some_and(|d| silent >= d) {
@@ -101,6 +108,7 @@ impl Conn {
                 Step::Continue
             }
             Err(e) => {
+                self.ended_on(&e, role.src.pending_header());
                 if !self.is_closed() && !e.is_disconnect() {
                     let header = role.src.pending_header();
                     self.outbox.with_writer(|w| w.refuse(&e, header));
@@ -114,6 +122,9 @@ impl Conn {
         let h = frame.header;
         match h.kind {
             Kind::Reply | Kind::Error => {
+                if h.kind == Kind::Error {
+                    self.note_error(h.id, &frame.payload);
+                }
                 self.out.route(frame);
                 Ok(None)
             }
@@ -158,7 +169,8 @@ impl Conn {
                 .is_some_and(|r| r.contains(h.cmd));
         if !known {
             if answer {
-                let msg = format!("unknown command {}", h.cmd);
+                let hint = self.services.unknown_hint.as_deref().unwrap_or("");
+                let msg = format!("unknown command {}{hint}", h.cmd);
                 self.send_error(h.cmd, h.id, ErrorCode::UNKNOWN_COMMAND, &msg);
             }
             return Ok(None);
@@ -263,12 +275,38 @@ impl Conn {
         let msg = if h.cmd == builtin::AUTH {
             "unauthorized: wrong token"
         } else {
-            "unauthorized: the first frame must be auth (0xFF00) with the token"
+            "unauthorized: this server needs a token: set it with ClientBuilder::token \
+             (Python: token=); on raw TCP the first frame must be auth (0xFF00) carrying it"
         };
         if h.kind == Kind::Call {
             self.send_error(h.cmd, h.id, ErrorCode::UNAUTHORIZED, msg);
+        } else {
+            // Nothing to answer (a NOTIFY such as `identify`): say why the
+            // connection closes with an ERROR for call id 0.
+            self.send_error(0, 0, ErrorCode::UNAUTHORIZED, msg);
         }
         Err(ProtocolError::Unexpected("unauthorized").into())
+    }
+
+    /// An ERROR that ends the connection (call id 0: the peer says why it
+    /// closes; UNAUTHORIZED, TOO_LARGE and PROTOCOL: the peer closes after
+    /// them) is remembered as the reason it ended.
+    fn note_error(&self, id: u32, payload: &[u8]) {
+        if payload.len() < 2 {
+            return;
+        }
+        let code = ErrorCode(u16::from_le_bytes([payload[0], payload[1]]));
+        let ends = matches!(
+            code,
+            ErrorCode::UNAUTHORIZED | ErrorCode::TOO_LARGE | ErrorCode::PROTOCOL
+        );
+        if id == 0 || ends {
+            let message = String::from_utf8_lossy(&payload[2..]);
+            self.set_why(Disconnect::Refused {
+                code,
+                message: message.into(),
+            });
+        }
     }
 
     fn heartbeat(&self) {

@@ -43,6 +43,9 @@ pub(crate) trait FrameWrite: Send {
     fn heartbeat(&mut self, ping_frame: &[u8]) -> io::Result<()>;
     /// Best-effort last words before a protocol-error close.
     fn refuse(&mut self, err: &Error, header: Option<[u8; 12]>);
+    /// Best-effort last words before this side closes (an ERROR frame with
+    /// call id 0 saying why), never blocking for long. Default: nothing.
+    fn farewell(&mut self, _frame: &[u8]) {}
     /// A graceful close (a WebSocket close frame), then shuts the stream
     /// both ways; wakes the reader.
     fn shutdown(&mut self);

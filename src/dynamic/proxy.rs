@@ -392,7 +392,7 @@ impl Proxy {
             return Err(Error::remote(f.0, f.1.clone()));
         }
         let v = request(&self.session, Some((self, None)))?;
-        T::from_value(v).map_err(|e| Error::Decode(DecodeError::from(e)))
+        T::from_value(v).map_err(Error::from)
     }
 
     /// What this root, module, object, function or method declares: its
@@ -420,7 +420,7 @@ impl Proxy {
             return Err(Error::remote(f.0, f.1.clone()));
         }
         let v = request(&self.session, Some((self, Some(Step::Describe))))?;
-        Description::from_value(v).map_err(|e| Error::Decode(DecodeError::from(e)))
+        Description::from_value(v).map_err(Error::from)
     }
 
     /// A readable name: the root or handle, then the steps.

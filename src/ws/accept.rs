@@ -192,6 +192,7 @@ fn handshake(
         router: Some(router),
         // The token was checked at the upgrade: no `auth` frame on WS.
         token: None,
+        unknown_hint: None,
         ..shared.services.clone()
     };
     Some((out, services, socket))
@@ -353,6 +354,21 @@ fn error_response(status: StatusCode, body: &str) -> ErrorResponse {
         );
     }
     r
+}
+
+/// Tells a raw TCP client on a port that serves WebSocket only why it is
+/// closed (an ERROR frame with call id 0), then half-closes.
+pub(crate) fn refuse_raw(stream: &TcpStream, ws: &WsConfig, addr: std::net::SocketAddr) {
+    let msg = format!(
+        "raw TCP is off on this port (WsConfig::raw_tcp(false)); {}",
+        ws.raw_hint(addr)
+    );
+    let mut b = bytes::BytesMut::new();
+    crate::frame::error_payload(crate::ErrorCode::PROTOCOL.0, &msg, &mut b);
+    let frame = crate::frame::encode_frame(crate::frame::Kind::Error, 0, 0, &b);
+    let mut s = stream;
+    let _ = s.write_all(&frame);
+    linger(stream);
 }
 
 /// Writes a plain HTTP error response and half-closes.

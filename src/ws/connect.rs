@@ -12,7 +12,7 @@ use tungstenite::http::{header, HeaderValue, Uri};
 use super::stream::{ws_config, Out, WsReader, WsStream, WsWriter};
 use crate::client::{connect_tcp, Client, ClientBuilder, Target, Transport};
 use crate::command::Spec;
-use crate::error::Error;
+use crate::error::{Error, Stage, Timeout};
 use crate::tcp::tune;
 
 /// The environment variable the client reads its token from when none is
@@ -84,17 +84,13 @@ impl ClientBuilder {
                 Ok((socket, _response)) => break socket,
                 Err(HandshakeError::Interrupted(mid)) => {
                     if Instant::now() >= deadline {
-                        return Err(Error::Handshake(
-                            format!(
-                                "no WebSocket upgrade answer within {:?}",
-                                self.connect_timeout
-                            )
-                            .into(),
-                        ));
+                        let what = url_shown(url);
+                        let t = Timeout::new(Stage::Handshake, what, self.connect_timeout);
+                        return Err(t.into());
                     }
                     round = mid.handshake();
                 }
-                Err(HandshakeError::Failure(e)) => return Err(handshake_error(e)),
+                Err(HandshakeError::Failure(e)) => return Err(handshake_error(e, url)),
             }
         };
         // tungstenite may have read frames past the 101 answer along with
@@ -117,18 +113,23 @@ impl ClientBuilder {
 
 /// Describes a failed upgrade without echoing the request (it may hold the
 /// token in its query).
-fn handshake_error(e: tungstenite::Error) -> Error {
+fn handshake_error(e: tungstenite::Error, url: &str) -> Error {
     match e {
         tungstenite::Error::Io(io) => Error::Io(io),
         tungstenite::Error::Http(resp) => {
             let status = resp.status();
             let why = match status.as_u16() {
-                401 => "missing or wrong token (pass one, or set FRAMERPC_TOKEN)",
-                404 => "the server has no namespace at this path",
+                401 => {
+                    "missing or wrong token: pass it with ClientBuilder::token or \
+                     Client::connect_ws(url, Some(token)), or set FRAMERPC_TOKEN"
+                }
+                403 => "the server refused this Origin or Host (WsConfig::allowed_origins, allowed_hosts)",
+                404 => "the server has no namespace at this path (WsConfig::mount)",
                 431 => "request headers too large",
                 _ => "the server refused the upgrade",
             };
-            Error::Handshake(format!("HTTP {}: {why}", status.as_u16()).into())
+            let url = url_shown(url);
+            Error::Handshake(format!("HTTP {} from {url}: {why}", status.as_u16()).into())
         }
         tungstenite::Error::Protocol(p) => {
             Error::Handshake(format!("bad upgrade answer: {p}").into())
@@ -137,6 +138,11 @@ fn handshake_error(e: tungstenite::Error) -> Error {
             Error::Handshake(format!("WebSocket handshake failed: {}", kind_of(&other)).into())
         }
     }
+}
+
+/// The URL without its query (which may carry the token).
+fn url_shown(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
 }
 
 fn kind_of(e: &tungstenite::Error) -> &'static str {

@@ -44,10 +44,27 @@ use crate::router::Router;
 use crate::server::{Server, ServerBuilder};
 use origin::{HostPattern, OriginPattern};
 
-pub(crate) use accept::{serve_if_upgrade, Sniffed};
+pub(crate) use accept::{refuse_raw, serve_if_upgrade, Sniffed};
 
 /// Where and how a server accepts WebSocket upgrades; pass it to
 /// [`ServerBuilder::ws`]. Every setter states its default.
+///
+/// ```
+/// use framerpc::codec::U32;
+/// use framerpc::{Client, Command, Router, Server, WsConfig};
+/// const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
+///
+/// let calc = Router::new().handle(&ADD, |(a, b)| Ok(a.wrapping_add(b)));
+/// let server = Server::builder()
+///     .token("s3cret")                          // else one is generated: server.token()
+///     .ws(WsConfig::new()
+///         .mount("/calc", calc)                 // one namespace per path
+///         .allowed_origins(["https://app.example"]))
+///     .bind("127.0.0.1:0", Router::new())?;     // raw TCP on the same port: no commands
+/// let client = Client::connect_ws(&server.ws_url("/calc"), Some("s3cret"))?;
+/// assert_eq!(client.call(&ADD, &(2, 3))?, 5);
+/// # Ok::<(), framerpc::Error>(())
+/// ```
 ///
 /// Each mounted path is a namespace with its own [`Router`]; one router may
 /// be mounted on several paths (pass clones of an `Arc<Router>`). An
@@ -238,6 +255,18 @@ impl WsConfig {
             .map_err(|e| Error::Config(format!("WsConfig::allowed_hosts: {e}").into()))?;
         self.allowed_hosts = Some(list.into());
         Ok(self)
+    }
+
+    /// What raw TCP on a port that serves no raw commands is told.
+    pub(crate) fn raw_hint(&self, addr: std::net::SocketAddr) -> String {
+        let mut paths: Vec<&str> = self.mounts.keys().map(String::as_str).collect();
+        paths.sort_unstable();
+        let first = paths.first().copied().unwrap_or("/");
+        format!(
+            "this server serves its commands over WebSocket (paths {}): connect with \
+             Client::connect_ws(\"ws://{addr}{first}\", ..)",
+            paths.join(", ")
+        )
     }
 
     /// Whether connections that do not start with `GET ` are served as raw
