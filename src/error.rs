@@ -257,14 +257,30 @@ pub enum Disconnect {
     },
     /// The peer broke the frame protocol.
     Protocol(ProtocolError),
-    /// The transport failed (the socket's error kind).
-    Io(io::ErrorKind),
+    /// The transport failed: the error's kind and what it said (a TLS
+    /// alert, a reset, a write timeout).
+    Io {
+        /// The error's kind.
+        kind: io::ErrorKind,
+        /// Its message.
+        message: Arc<str>,
+    },
     /// A reconnecting client is between connections and
     /// [`Outage::FailFast`](crate::Outage::FailFast) fails calls at once.
     Reconnecting,
     /// A reconnecting client gave up after
     /// [`Reconnect::max_attempts`](crate::Reconnect::max_attempts).
     GaveUp,
+}
+
+impl Disconnect {
+    /// The reason for a transport error.
+    pub(crate) fn io(e: &io::Error) -> Self {
+        Self::Io {
+            kind: e.kind(),
+            message: e.to_string().into(),
+        }
+    }
 }
 
 impl fmt::Display for Disconnect {
@@ -286,7 +302,7 @@ impl fmt::Display for Disconnect {
                  (Limits::max_frame_len)"
             ),
             Self::Protocol(e) => write!(f, "the peer broke the protocol: {e}"),
-            Self::Io(kind) => write!(f, "transport error: {kind}"),
+            Self::Io { message, .. } => write!(f, "transport error: {message}"),
             Self::Reconnecting => f.write_str(
                 "the connection is down and the client is reconnecting (Outage::FailFast \
                  fails calls at once; Outage::Wait makes them wait for the reconnect)",

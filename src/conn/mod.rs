@@ -206,7 +206,7 @@ impl Conn {
                 self.close();
                 self.gone()
             } else {
-                self.set_why(Disconnect::Io(e.kind()));
+                self.set_why(Disconnect::io(&e));
                 self.close();
                 Error::Io(e)
             }
@@ -332,8 +332,11 @@ impl Conn {
             Error::Protocol(p) => Disconnect::Protocol(*p),
             Error::Disconnected(why) => (**why).clone(),
             Error::Io(io) if crate::error::is_disconnect_io(io) => Disconnect::PeerClosed,
-            Error::Io(io) => Disconnect::Io(io.kind()),
-            _ => Disconnect::Io(std::io::ErrorKind::Other),
+            Error::Io(io) => Disconnect::io(io),
+            other => Disconnect::Io {
+                kind: std::io::ErrorKind::Other,
+                message: other.to_string().into(),
+            },
         };
         self.set_why(why);
     }
