@@ -584,10 +584,12 @@ impl Shared {
     /// unread past [`STALL`] gets another thread to read it. Under the lock
     /// and without collecting: nothing allocates, and `check_stalled` only
     /// try-locks, so this never waits on a handler.
-    fn check_stalled(&self) {
+    fn check_stalled(&self) -> bool {
+        let mut running = false;
         for c in self.conns.lock().values().filter_map(|l| l.conn.as_ref()) {
-            c.check_stalled(STALL);
+            running |= c.check_stalled(STALL);
         }
+        running
     }
 
     fn register(&self, id: u64, done: Receiver<()>) {

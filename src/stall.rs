@@ -5,10 +5,11 @@
 //! to the handler's own calls to its peer), so a long call never makes the
 //! connection look dead.
 //!
-//! It costs nothing while no handler runs: the watchdog thread then sleeps
-//! until a handler starts. While handlers run it looks every [`STALL`].
+//! It costs nothing while no call runs unread: the watchdog thread then
+//! sleeps until one starts (the connection's thread looks at one flag per
+//! call). While calls run it looks every [`STALL`].
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -17,12 +18,14 @@ use parking_lot::{Condvar, Mutex};
 /// another thread takes over reading.
 pub(crate) const STALL: Duration = Duration::from_millis(5);
 
+/// Quiet scans in a row after which the watchdog sleeps until a call runs
+/// unread again.
+const QUIET_SCANS: u32 = 20;
+
 /// What the watchdog and the connections share.
 #[derive(Default)]
 pub(crate) struct Watch {
-    /// Handlers running now, on every connection of the server.
-    running: AtomicUsize,
-    /// The watchdog sleeps until a handler starts.
+    /// The watchdog sleeps until a call runs unread.
     parked: AtomicBool,
     stop: AtomicBool,
     lock: Mutex<()>,
@@ -30,18 +33,13 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// A handler starts (`true`) or ends.
-    pub fn running(&self, start: bool) {
-        if start {
-            // SeqCst with the watchdog's store of `parked` and load of
-            // `running`: one of the two sees the other.
-            self.running.fetch_add(1, Ordering::SeqCst);
-            if self.parked.load(Ordering::SeqCst) {
-                let _g = self.lock.lock();
-                self.cv.notify_one();
-            }
-        } else {
-            self.running.fetch_sub(1, Ordering::AcqRel);
+    /// A call starts running while nobody reads its connection (the caller
+    /// has just published that, SeqCst): wakes the watchdog if it sleeps.
+    /// One load when it is awake: nothing shared is written per call.
+    pub fn started(&self) {
+        if self.parked.load(Ordering::SeqCst) {
+            let _g = self.lock.lock();
+            self.cv.notify_one();
         }
     }
 
@@ -52,24 +50,30 @@ impl Watch {
         self.cv.notify_one();
     }
 
-    /// The watchdog loop: `scan` looks at every connection, every
-    /// [`STALL`] while any handler runs; in between, it sleeps.
-    pub fn run(&self, scan: impl Fn()) {
+    /// The watchdog loop: `scan` looks at every connection every [`STALL`]
+    /// and says whether any call still runs unread; after [`QUIET_SCANS`]
+    /// scans that found none, it sleeps until one starts.
+    pub fn run(&self, scan: impl Fn() -> bool) {
+        let mut quiet = 0;
         while !self.stop.load(Ordering::Acquire) {
-            if self.running.load(Ordering::Acquire) == 0 {
-                let mut g = self.lock.lock();
-                self.parked.store(true, Ordering::SeqCst);
-                // A handler that started before `parked` was set is seen
-                // here; one that starts after it takes the lock to wake us.
-                while self.running.load(Ordering::SeqCst) == 0 && !self.stop.load(Ordering::Acquire)
-                {
-                    self.cv.wait(&mut g);
-                }
-                self.parked.store(false, Ordering::Release);
+            std::thread::sleep(STALL);
+            if scan() {
+                quiet = 0;
                 continue;
             }
-            std::thread::sleep(STALL);
-            scan();
+            quiet += 1;
+            if quiet < QUIET_SCANS {
+                continue;
+            }
+            quiet = 0;
+            let mut g = self.lock.lock();
+            self.parked.store(true, Ordering::SeqCst);
+            // A call that started before `parked` was set is seen by this
+            // scan; one that starts after it takes the lock to wake us.
+            if !scan() && !self.stop.load(Ordering::Acquire) {
+                self.cv.wait(&mut g);
+            }
+            self.parked.store(false, Ordering::SeqCst);
         }
     }
 }

@@ -117,9 +117,7 @@ pub(crate) fn serve(conn: &Arc<Conn>, router: &Router, mut role: Option<Role>, p
 /// Runs one call (already counted as running) and marks it done.
 fn run(conn: &Arc<Conn>, router: &Router, item: Incoming, out: &mut BytesMut, when: When) {
     let needs_device = item.needs_device;
-    conn.mark_running(true);
     handle_one(conn, router, item, out, when);
-    conn.mark_running(false);
     if needs_device {
         conn.device_call_done();
     }

@@ -380,38 +380,39 @@ impl Conn {
     /// Puts the reader role back for another thread while this one runs a
     /// call.
     pub fn put_role(&self, role: Role, running: bool) {
-        if running {
-            self.unread_since.store(now_ns().max(1), Ordering::Release);
-        }
         *self.role.lock() = Some(role);
-    }
-
-    /// Marks the start (or, with `false`, the end) of a handler run.
-    pub fn mark_running(&self, running: bool) {
-        if let Some(h) = &self.services.helpers {
-            h.watch.running(running);
+        if running {
+            self.unread_since.store(now_ns().max(1), Ordering::SeqCst);
+            if let Some(h) = &self.services.helpers {
+                h.watch.started();
+            }
         }
     }
 
     /// Called by the watchdog: if calls have run for longer than `stall`
-    /// while nobody reads, another thread takes over reading.
-    pub fn check_stalled(&self, stall: Duration) {
-        let since = self.unread_since.load(Ordering::Acquire);
-        if since == 0 || now_ns().saturating_sub(since) < stall.as_nanos() as u64 {
-            return;
+    /// while nobody reads, another thread takes over reading. True while a
+    /// call still runs unread (the watchdog keeps looking).
+    pub fn check_stalled(&self, stall: Duration) -> bool {
+        let since = self.unread_since.load(Ordering::SeqCst);
+        if since == 0 {
+            return false;
         }
         let Some(role) = self.role.try_lock() else {
-            return; // looked at again on the next tick
+            return true; // looked at again on the next tick
         };
         let free = role.is_some();
         drop(role);
         if !free || self.inbox.busy() == 0 {
             // Someone reads again, or nothing runs.
-            self.unread_since.store(0, Ordering::Release);
-            return;
+            self.unread_since.store(0, Ordering::SeqCst);
+            return false;
         }
-        self.unread_since.store(0, Ordering::Release);
+        if now_ns().saturating_sub(since) < stall.as_nanos() as u64 {
+            return true;
+        }
+        self.unread_since.store(0, Ordering::SeqCst);
         self.find_reader();
+        false
     }
 
     /// Before a handler waits on its peer: make sure someone reads.
