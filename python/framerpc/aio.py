@@ -57,6 +57,18 @@ class _SessionLink:
     def notify_raw(self, cmd: int, payload=b"") -> None:
         self._c.notify_raw(cmd, payload)
 
+    @property
+    def max_frame_len(self) -> int:
+        return self._c.max_frame_len
+
+    def send_dynamic(self, frame) -> None:
+        """The session's batch (a whole NOTIFY frame): written with the next write."""
+        self._c._write(frame, True, batch=True)
+
+    def arm(self) -> None:
+        """A batch started: it goes out on the loop's next turn unless something sends it sooner."""
+        self._c._loop.call_soon(self._c._flush_session)
+
 
 class AsyncClient:
     """A connection to a framerpc server for asyncio code. Use :func:`connect`."""
@@ -142,7 +154,19 @@ class AsyncClient:
             if i:
                 return i
 
-    def _write(self, frame, more=False) -> None:
+    def _flush_session(self) -> None:
+        s = self._session
+        if s is not None and s._pend and not self._closed:
+            try:
+                s.flush()
+            except FramerpcError:
+                pass
+
+    def _write(self, frame, more=False, batch=False) -> None:
+        if not batch:
+            s = self._session
+            if s is not None and s._pend:
+                s.flush()  # the dynamic layer's batched calls go first (any frame forces them out)
         if self._closed:
             raise Disconnected(self._reason or "connection closed")
         self.frames_sent += 1
@@ -503,6 +527,7 @@ class AsyncClient:
 async def _request(session: Session, fetch: Proxy | None, timeout, describe=False):
     """The dynamic layer's request (docs/DYNAMIC.md), built as the blocking client builds it, awaited."""
     client = session.client._c
+    session.flush()  # batched calls go first, in the same write
     ids = session._take_releases()
     try:
         ref = None if fetch is None else fetch._ref()

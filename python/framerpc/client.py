@@ -406,7 +406,21 @@ class _Conn:
             if i:
                 return i
 
+    @property
+    def max_frame_len(self) -> int:
+        return self.client.max_frame_len
+
     def send(self, frame, more: bool = False) -> None:
+        s = self._session
+        if s is not None and s._pend:
+            s.flush()  # the dynamic layer's batched calls go first (any frame forces them out)
+        self._send(frame, more)
+
+    def send_dynamic(self, frame) -> None:
+        """The dynamic layer's NOTIFY (its batch): queued for the next write."""
+        self._send(frame, True)
+
+    def _send(self, frame, more: bool = False) -> None:
         if self.closed:
             raise Disconnected(self.dead())
         try:
@@ -427,7 +441,14 @@ class _Conn:
             c.notifies_sent += 1
 
     def flush(self) -> None:
-        """Sends queued NOTIFYs now (the keeper calls it at least every 20 ms)."""
+        """Sends queued NOTIFYs (and the dynamic layer's batched calls) now
+        (the keeper calls it at least every 20 ms)."""
+        s = self._session
+        if s is not None and s._pend:
+            try:
+                s.flush()
+            except FramerpcError:
+                pass  # the connection is gone; its end says why
         if getattr(self.t, "_queued", None):
             try:
                 self.t.flush()

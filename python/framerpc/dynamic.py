@@ -38,7 +38,7 @@ import types
 import msgpack
 
 from . import ndarray as _nd
-from .errors import Disconnected, EncodeError, FramerpcError, RemoteError
+from .errors import EncodeError, FramerpcError, FrameTooLarge, RemoteError
 
 try:
     import numpy as np
@@ -58,10 +58,33 @@ _U64BE = struct.Struct(">Q")
 #: The ndarray dtypes of docs/DYNAMIC.md (either byte order for multi-byte ones).
 DTYPES = ("|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8")
 _DTYPES = frozenset(DTYPES) | frozenset(">" + d[1:] for d in DTYPES if d[0] == "<")
+_ndarray = np.ndarray if np is not None else None
+_ARRAY_HEADS = [bytes([0x90 | i]) for i in range(16)]
+_NOTIFY = struct.Struct("<IBBHI")
+
+
+def _NOTIFY_HEAD(n: int, cmd: int) -> bytes:
+    return _NOTIFY.pack(n, 4, 0, cmd, 0)
 
 
 class Session:
-    """The dynamic layer on one client connection (``client.session``)."""
+    """The dynamic layer on one client connection (``client.session``).
+
+    Proxied calls are batched: each call is packed at once (its arguments
+    are captured when it is made) and waits in the session's batch; the
+    batch goes out as ONE request ``[releases, calls, nil]`` in one NOTIFY
+    when something forces it out: a dynamic CALL (materialize, sync,
+    describe; the NOTIFY and the CALL then share one write), any other frame
+    on the connection, :attr:`MAX_CALLS` calls or :attr:`MAX_BYTES` bytes of
+    packed calls, :meth:`flush`, or the client's timer (the blocking
+    client's keeper within 20 ms; the asyncio client on the loop's next
+    turn). The server refuses or runs a request whole, so a refusal covers
+    every call of its batch (see :meth:`take_refusals`)."""
+
+    #: a batch holding this many calls goes out at once
+    MAX_CALLS = 64
+    #: a batch holding this many bytes of packed calls goes out at once
+    MAX_BYTES = 64 << 10
 
     def __init__(self, client, command: int = DYNAMIC):
         self.client = client
@@ -70,12 +93,26 @@ class Session:
         self._rlock = threading.Lock()
         self.releases: list[int] = []
         self.refusals: list[dict] = []
+        #: proxied calls made on this session (each runs once on the server)
+        self.calls = 0
+        #: dynamic requests sent as NOTIFY (batches of calls, or releases alone)
         self.notifies = 0
         # Descriptions of root-based refs, by (root, steps); those of
         # handle-based refs live on the handle. One session per connection:
         # a reconnect starts over.
         self._described: dict = {}
         self._can_wait = hasattr(client, "_finish")  # the asyncio client fetches with aio.describe
+        # The batch: packed calls, their byte count, and the handles they use
+        # (kept alive until the batch is sent, so no release of a handle the
+        # batch names can be queued before the batch goes out).
+        self._lock = threading.Lock()
+        self._pend: list[bytes] = []
+        self._pend_bytes = 0
+        self._keep: list = []
+        self._packer = msgpack.Packer(use_bin_type=True, default=self._default, autoreset=True)
+        self._ref_packer = msgpack.Packer(use_bin_type=True, default=self._default, autoreset=True)
+        self._max_frame = getattr(client, "max_frame_len", None) or (1 << 62)
+        self._arm = getattr(client, "arm", None)  # called when a batch starts (the asyncio timer)
 
     # releases ------------------------------------------------------------
     def _queue_release(self, hid: int) -> None:
@@ -91,15 +128,45 @@ class Session:
             self.releases.extend(ids)
 
     def flush_releases(self) -> None:
-        """Sends queued releases now as one NOTIFY (they otherwise ride on the next request)."""
+        """Sends queued releases (and any batched calls) now as one NOTIFY
+        (they otherwise ride on the next request)."""
+        with self._lock:
+            if not self.releases and not self._pend:
+                return
+            self._send_batch_locked()
+
+    # the batch ------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Calls made and not sent yet (they go out with the next request)."""
+        return len(self._pend)
+
+    def flush(self) -> None:
+        """Sends the batched calls now (one NOTIFY; nothing when there are none)."""
+        if self._pend:
+            with self._lock:
+                if self._pend:
+                    self._send_batch_locked()
+
+    def _send_batch_locked(self) -> None:
+        """Sends the batch (and the queued releases) as one NOTIFY. Under ``_lock``."""
+        calls, keep = self._pend, self._keep
+        self._pend, self._keep = [], []
+        nbytes, self._pend_bytes = self._pend_bytes, 0
         ids = self._take_releases()
-        if not ids:
-            return
+        rel = self._packer.pack(ids) if ids else b"\x90"
+        n = len(calls)
+        head = _ARRAY_HEADS[n] if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+        size = 2 + len(rel) + len(head) + nbytes
         try:
-            self.client.notify_raw(self.command, msgpack.packb([ids, [], None]))
+            self.client.send_dynamic(b"".join([_NOTIFY_HEAD(size, self.command), b"\x93", rel, head, *calls,
+                                               b"\xc0"]))
         except FramerpcError:
-            self._requeue(ids)
+            self._requeue(ids)  # the calls are lost with the connection; their proxies fail there
             raise
+        finally:
+            del keep  # releases of handles only this batch used are queued now, for the next request
+        self.notifies += 1
 
     # packing ---------------------------------------------------------------
     def _arg(self, obj):
@@ -113,6 +180,14 @@ class Session:
         return obj
 
     def _default(self, obj):
+        if np is not None:
+            if obj.__class__ is _ndarray:
+                if obj.dtype.str not in _DTYPES:
+                    _check_dtype(obj.dtype, "ndarray")
+                if not obj.flags.c_contiguous:
+                    obj = np.ascontiguousarray(obj)
+                return {b"nd": True, b"type": obj.dtype.str, b"kind": b"", b"shape": list(obj.shape),
+                        b"data": obj.tobytes()}
         if isinstance(obj, Proxy):
             # docs/DYNAMIC.md: only top-level arguments (items of args, values of
             # kwargs) are resolved; a reference nested deeper would arrive as opaque data.
@@ -146,50 +221,96 @@ class Session:
 
     # requests --------------------------------------------------------------
     def call(self, target: "Proxy", args, kwargs) -> "Proxy":
-        failed = target._base if isinstance(target._base, _Failed) else None
-        label = target._label() + "()"
-        if failed is None:
+        base = target._base
+        if base.__class__ is _Failed:
+            return Proxy(self, base, ())
+        keep = None
+        a = []
+        for x in args:
+            if isinstance(x, Proxy):
+                b = x._base
+                try:
+                    x = self._arg(x)
+                except _PoisonedArg as p:
+                    return Proxy(self, p.failure, ())
+                except (EncodeError, TypeError, ValueError, OverflowError) as e:
+                    raise EncodeError(f"arguments of {target._label()}(): {e}") from None
+                keep = [b] if keep is None else keep + [b]
+            a.append(x)
+        kw = {}
+        for k, x in kwargs.items():
+            if isinstance(x, Proxy):
+                b = x._base
+                try:
+                    x = self._arg(x)
+                except _PoisonedArg as p:
+                    return Proxy(self, p.failure, ())
+                except (EncodeError, TypeError, ValueError, OverflowError) as e:
+                    raise EncodeError(f"arguments of {target._label()}(): {e}") from None
+                keep = [b] if keep is None else keep + [b]
+            kw[k] = x
+        steps = target._steps
+        ref = [base.id if base.__class__ is _Handle else base.name, *steps] if steps else \
+            [base.id if base.__class__ is _Handle else base.name]
+        with self._lock:
             slot = next(self._slots)
             if slot >= SERVER_HANDLES:
-                failed = _Failed(FramerpcError("this session has used all 2^32-1 call slots"))
-        if failed is not None:
-            return Proxy(self, failed, ())
-        ids = self._take_releases()
+                return Proxy(self, _Failed(FramerpcError("this session has used all 2^32-1 call slots")), ())
+            try:
+                item = self._packer.pack([OP_CALL, slot, ref, a, kw])
+            except (EncodeError, TypeError, ValueError, OverflowError) as e:
+                self._packer.reset()
+                raise EncodeError(f"arguments of {target._label()}(): {e}") from None
+            n = len(item)
+            if n + 64 > self._max_frame:
+                return Proxy(self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
+            if self._pend and (self._pend_bytes + n > self.MAX_BYTES or self._pend_bytes + n + 64 > self._max_frame):
+                self._send_quietly()  # what came before goes first; this call starts the next batch
+            h = _Handle(self, slot, (_lbl_of(base), steps))
+            if not self._pend and self._arm is not None:
+                self._arm()
+            self._pend.append(item)
+            self._pend_bytes += n
+            k = self._keep
+            k.append(h)
+            k.append(base)
+            if keep is not None:
+                k.extend(keep)
+            self.calls += 1
+            if len(self._pend) >= self.MAX_CALLS or self._pend_bytes >= self.MAX_BYTES:
+                self._send_quietly()
+        return Proxy(self, h, ())
+
+    def _send_quietly(self) -> None:
+        """Sends the batch from a call: a call never raises for the connection
+        (its proxy fails where it is used, as the connection's end says)."""
         try:
-            body = self.pack([ids, [[OP_CALL, slot, target._ref(), [self._arg(a) for a in args],
-                                     {k: self._arg(v) for k, v in kwargs.items()}]], None])
-        except _PoisonedArg as p:
-            self._requeue(ids)
-            return Proxy(self, p.failure, ())
-        except (EncodeError, TypeError, ValueError, OverflowError) as e:
-            self._requeue(ids)
-            raise EncodeError(f"arguments of {label}: {e}") from None
-        try:
-            self.client.notify_raw(self.command, body)
-        except FramerpcError as e:
-            self._requeue(ids)
-            return Proxy(self, _Failed(type(e)(f"call {label} was not sent: {e}") if isinstance(e, Disconnected)
-                                       else e), ())
-        self.notifies += 1
-        return Proxy(self, _Handle(self, slot, label), ())
+            self._send_batch_locked()
+        except FramerpcError:
+            pass
 
     def request(self, fetch: "Proxy | None", timeout=None, describe=False):
         """One CALL: queued releases, no calls, and the fetch (nil for ``sync``).
+        Batched calls go out first, as one NOTIFY in the same write.
 
         For ``sync`` (no fetch), refusals not yet taken are raised as one
         :class:`RemoteError` and forgotten (each is reported once)."""
-        ids = self._take_releases()
         ref = None if fetch is None else fetch._ref()
         if describe:
             ref.append([STEP_DESCRIBE, None])
-        body = msgpack.packb([ids, [], ref], use_bin_type=True, default=self._default)
-        label = "sync" if fetch is None else fetch._label()
-        try:
-            cid, w = self.client._start(self.command, body)
-        except FramerpcError:
-            self._requeue(ids)
-            raise
-        reply = self.client._finish(cid, w, timeout, label)
+        label = "sync" if fetch is None else None
+        with self._lock:
+            if self._pend:
+                self._send_batch_locked()
+            ids = self._take_releases()
+            try:
+                body = self._packer.pack([ids, [], ref])
+                cid, w = self.client._start(self.command, body)
+            except BaseException:
+                self._packer.reset()
+                self._requeue(ids)
+                raise
+        reply = self.client._finish(cid, w, timeout, label or fetch._label())
         value = self._open(self.unpack(reply))
         if fetch is None and self.refusals:
             refused = self.take_refusals()
@@ -239,8 +360,18 @@ class Session:
 
     def known(self, p: "Proxy") -> dict | None:
         """``p``'s description if this connection has it already (no I/O)."""
-        where = self._cache_of(p)
-        return None if where is None else where[0].get(where[1])
+        b = p._base
+        cls = b.__class__
+        try:
+            if cls is _Handle:
+                d = b.described
+                return None if d is None else d.get(p._steps)
+            if cls is _Root:
+                d = self._described
+                return d.get((b.name, p._steps)) if d else None
+        except TypeError:  # an unhashable index
+            return None
+        return None
 
     def remember(self, p: "Proxy", d: dict) -> None:
         """Keeps ``p``'s description, and those its members carry (a function's
@@ -302,21 +433,52 @@ class _Root:
 
 
 class _Handle:
-    """Keeps a server handle alive; when the last proxy using it goes, its release is queued."""
+    """Keeps a server handle alive; when the last proxy using it goes, its release is queued.
 
-    __slots__ = ("session", "id", "label", "described", "__weakref__")
+    Its label (``sim.make().step()``, for messages) is made when first asked:
+    ``_lbl`` is a str, or ``(parent's _lbl, steps)`` for a call's result."""
+
+    __slots__ = ("session", "id", "_lbl", "described", "__weakref__")
 
     def __init__(self, session, hid, label):
         self.session = session
         self.id = hid
-        self.label = label
+        self._lbl = label
         self.described = None  # steps -> description, once asked
+
+    @property
+    def label(self) -> str:
+        lbl = self._lbl
+        if lbl.__class__ is not str:
+            lbl = self._lbl = _resolve_label(lbl)
+        return lbl
 
     def __del__(self):
         try:
             self.session._queue_release(self.id)
         except Exception:  # interpreter shutdown
             pass
+
+
+def _lbl_of(base):
+    """What a call's result keeps of its target's base for its label (no reference to a handle)."""
+    cls = base.__class__
+    if cls is _Root:
+        return base.name
+    if cls is _Handle:
+        return base._lbl
+    return "<failed>"
+
+
+def _resolve_label(lbl) -> str:
+    """The text of a lazy label: ``(parent, steps)`` pairs down to a str (no recursion)."""
+    chain = []
+    while lbl.__class__ is not str:
+        lbl, steps = lbl
+        chain.append(steps)
+    for steps in reversed(chain):
+        lbl = lbl + "".join(_step_label(st) for st in steps) + "()"
+    return lbl
 
 
 class _Failed:

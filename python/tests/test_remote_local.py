@@ -164,8 +164,9 @@ def test_chained_calls_stay_one_way_once_described(c):  # noqa: F811
     r = None
     for _ in range(5):
         r = env.step(np.array([0.5], np.float32))
-    assert (calls(c), c.notifies_sent) == (n, notes + 5)
+    assert (calls(c), c.notifies_sent, c.session.pending) == (n, notes, 5)  # batched, nothing waited
     assert framerpc.materialize(r[4]) == {"steps": 5}
+    assert (calls(c), c.notifies_sent) == (n + 1, notes + 1)  # the five calls as one NOTIFY, then the fetch
 
 
 def test_aio_describe_then_local_checks(sim_addr):  # noqa: F811

@@ -110,10 +110,11 @@ def test_k_chained_calls_one_round_trip(c):
     for _ in range(k):
         r = env.step(act(0.5))
     assert (c.calls_sent - calls0, c.frames_received - recv0) == (0, 0)  # nothing waited yet
+    assert c.session.pending == k + 2  # batched: nothing sent yet either
     reward = framerpc.materialize(r[1])
     assert isinstance(reward, float)
-    # make + reset + k steps as one-way NOTIFYs, then exactly one CALL and one REPLY
-    assert c.notifies_sent - notifies0 == k + 2
+    # make + reset + k steps as ONE request in one NOTIFY, then exactly one CALL and one REPLY
+    assert c.notifies_sent - notifies0 == 1 and c.session.pending == 0
     assert c.calls_sent - calls0 == 1
     assert c.frames_received - recv0 == 1
 
@@ -219,7 +220,9 @@ def test_dropped_proxies_release_their_handles(c):
 
 def test_kept_proxies_hit_the_bound_then_release(c):
     math = c.root("math")
-    kept = [math.pow(2, 1) for _ in range(BOUND + 1)]
+    kept = [math.pow(2, 1) for _ in range(BOUND)]
+    c.session.flush()  # the next call is a batch (a request) of its own
+    kept.append(math.pow(2, 1))
     assert framerpc.materialize(kept[BOUND - 1]) == 2
     e = remote_error(kept[BOUND])
     assert "handle table full (1024 handles, the bound;" in e.message and "not run" in e.message
@@ -229,6 +232,29 @@ def test_kept_proxies_hit_the_bound_then_release(c):
     del kept, e
     gc.collect()
     assert framerpc.materialize(math.pow(3, 2)) == 9  # the release rode on this request
+
+
+def test_a_batch_of_calls_is_one_request_refused_whole(c, monkeypatch):
+    math = c.root("math")
+    kept = [math.pow(2, 1) for _ in range(BOUND - 3)]
+    c.sync()
+    with monkeypatch.context() as m:
+        m.setattr(c.session, "flush", lambda: None)  # the keeper's timer must not split the batch here
+        batch = [math.pow(3, 1) for _ in range(5)]  # five calls, three free handles
+    assert c.session.pending == 5
+    sent = c.notifies_sent
+    # the batch goes out as one NOTIFY before the fetch, which is a request of its own
+    assert framerpc.materialize(kept[-1]) == 2
+    assert c.notifies_sent == sent + 1
+    (r,) = c.session.take_refusals()
+    assert r["calls"] == 5 and r["slots"] == [p._base.id for p in batch]
+    assert "handle table full" in r["message"]
+    for p in batch:  # none of them ran: each slot holds the refusal
+        e = remote_error(p)
+        assert "not run: its request was refused: handle table full" in e.message
+    del kept, batch, p, e
+    gc.collect()
+    assert framerpc.materialize(math.pow(3, 2)) == 9  # the releases rode on this request
 
 
 def test_handles_are_per_connection(c, sim_addr):
