@@ -512,8 +512,9 @@ class _Conn:
         self.send(buf)
 
     # -- waiting -------------------------------------------------------------------
-    def _finish(self, cid: int, w: _Waiter, timeout: float | None, name: str):
+    def _finish(self, cid: int, w: _Waiter, timeout: float | None, name):
         """Waits for a started call's answer; REPLY payload or raises.
+        ``name`` (for messages) is a str or a function that makes it.
 
         Any exception while waiting (KeyboardInterrupt included) sends
         CANCEL for the call and is raised again; the client stays usable."""
@@ -532,6 +533,8 @@ class _Conn:
                 # connection whose waiting calls are all cancelled leaves
                 # the device's queue, and its place would be gone.
                 server = self._queue_state(w.cmd)
+                if callable(name):
+                    name = name()
                 try:
                     self.send(_HDR.pack(0, fr.CANCEL, 0, w.cmd, cid))
                 except FramerpcError:
@@ -544,6 +547,8 @@ class _Conn:
         h, payload = f
         if h.kind == fr.REPLY:
             return payload
+        if callable(name):
+            name = name()
         code, msg = fr.parse_error_payload(payload)
         e = RemoteError.from_code(code, msg, name, cid)
         if code == 6 and not self.client._token_sent:

@@ -60,7 +60,17 @@ DTYPES = ("|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", 
 _DTYPES = frozenset(DTYPES) | frozenset(">" + d[1:] for d in DTYPES if d[0] == "<")
 _ndarray = np.ndarray if np is not None else None
 _ARRAY_HEADS = [bytes([0x90 | i]) for i in range(16)]
+_ND_HEADS: dict = {}  # (dtype, shape) -> the packed ndarray map up to its data
 _NOTIFY = struct.Struct("<IBBHI")
+
+
+def _bin_head(n: int) -> bytes:
+    """The msgpack bin header of ``n`` bytes."""
+    if n < 0x100:
+        return bytes((0xC4, n))
+    if n < 0x10000:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def _NOTIFY_HEAD(n: int, cmd: int) -> bytes:
@@ -222,64 +232,134 @@ class Session:
     # requests --------------------------------------------------------------
     def call(self, target: "Proxy", args, kwargs) -> "Proxy":
         base = target._base
-        if base.__class__ is _Failed:
-            return Proxy(self, base, ())
+        bcls = base.__class__
+        if bcls is _Failed:
+            return _proxy(Proxy, self, base, ())
         keep = None
-        a = []
         for x in args:
             if isinstance(x, Proxy):
-                b = x._base
-                try:
-                    x = self._arg(x)
-                except _PoisonedArg as p:
-                    return Proxy(self, p.failure, ())
-                except (EncodeError, TypeError, ValueError, OverflowError) as e:
-                    raise EncodeError(f"arguments of {target._label()}(): {e}") from None
-                keep = [b] if keep is None else keep + [b]
-            a.append(x)
-        kw = {}
-        for k, x in kwargs.items():
-            if isinstance(x, Proxy):
-                b = x._base
-                try:
-                    x = self._arg(x)
-                except _PoisonedArg as p:
-                    return Proxy(self, p.failure, ())
-                except (EncodeError, TypeError, ValueError, OverflowError) as e:
-                    raise EncodeError(f"arguments of {target._label()}(): {e}") from None
-                keep = [b] if keep is None else keep + [b]
-            kw[k] = x
+                args, keep = self._resolve_args(target, args, keep)
+                if args.__class__ is Proxy:
+                    return args  # a failed argument poisons the call
+                break
+        if kwargs:
+            for x in kwargs.values():
+                if isinstance(x, Proxy):
+                    kwargs, keep = self._resolve_args(target, kwargs, keep)
+                    if kwargs.__class__ is Proxy:
+                        return kwargs
+                    break
         steps = target._steps
-        ref = [base.id if base.__class__ is _Handle else base.name, *steps] if steps else \
-            [base.id if base.__class__ is _Handle else base.name]
+        if bcls is _Handle:
+            ref = (base.id, *steps)
+            lbl = base._lbl
+        else:
+            ref = (base.name, *steps)
+            lbl = base.name
         with self._lock:
             slot = next(self._slots)
             if slot >= SERVER_HANDLES:
-                return Proxy(self, _Failed(FramerpcError("this session has used all 2^32-1 call slots")), ())
+                return _proxy(Proxy, self, _Failed(FramerpcError("this session has used all 2^32-1 call slots")), ())
+            P = self._packer
             try:
-                item = self._packer.pack([OP_CALL, slot, ref, a, kw])
+                item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), self._pack_args(args),
+                                 self._pack_kwargs(kwargs) if kwargs else b"\x80"))
             except (EncodeError, TypeError, ValueError, OverflowError) as e:
-                self._packer.reset()
+                P.reset()
                 raise EncodeError(f"arguments of {target._label()}(): {e}") from None
             n = len(item)
-            if n + 64 > self._max_frame:
-                return Proxy(self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
-            if self._pend and (self._pend_bytes + n > self.MAX_BYTES or self._pend_bytes + n + 64 > self._max_frame):
-                self._send_quietly()  # what came before goes first; this call starts the next batch
-            h = _Handle(self, slot, (_lbl_of(base), steps))
-            if not self._pend and self._arm is not None:
+            pend = self._pend
+            if pend:
+                if self._pend_bytes + n > self.MAX_BYTES or self._pend_bytes + n + 64 > self._max_frame:
+                    if n + 64 > self._max_frame:
+                        return _proxy(Proxy, self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
+                    self._send_quietly()  # what came before goes first; this call starts the next batch
+                    pend = self._pend
+            elif n + 64 > self._max_frame:
+                return _proxy(Proxy, self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
+            if not pend and self._arm is not None:
                 self._arm()
-            self._pend.append(item)
+            h = _Handle(self, slot, (lbl, steps))
+            pend.append(item)
             self._pend_bytes += n
             k = self._keep
             k.append(h)
-            k.append(base)
+            if bcls is _Handle:
+                k.append(base)
             if keep is not None:
                 k.extend(keep)
             self.calls += 1
-            if len(self._pend) >= self.MAX_CALLS or self._pend_bytes >= self.MAX_BYTES:
+            if len(pend) >= self.MAX_CALLS or self._pend_bytes >= self.MAX_BYTES:
                 self._send_quietly()
-        return Proxy(self, h, ())
+        return _proxy(Proxy, self, h, ())
+
+    def _resolve_args(self, target, args, keep):
+        """Arguments (a tuple or a dict) with each proxy turned into an ext 1
+        reference; the handles they name are added to ``keep``. Returns a
+        failed proxy instead when an argument is one."""
+        items = args.items() if isinstance(args, dict) else enumerate(args)
+        out = {} if isinstance(args, dict) else list(args)
+        keep = [] if keep is None else keep
+        for k, x in items:
+            if isinstance(x, Proxy):
+                try:
+                    out[k] = self._arg(x)
+                except _PoisonedArg as p:
+                    return _proxy(Proxy, self, p.failure, ()), keep
+                except (EncodeError, TypeError, ValueError, OverflowError) as e:
+                    raise EncodeError(f"arguments of {target._label()}(): {e}") from None
+                keep.append(x._base)
+            else:
+                out[k] = x
+        return out, keep
+
+    def _pack_args(self, a) -> bytes:
+        """The msgpack array of a call's arguments (under ``_lock``: the session's packer)."""
+        for x in a:
+            if x.__class__ is _ndarray:
+                break
+        else:
+            return self._packer.pack(a)
+        n = len(a)
+        parts = [_ARRAY_HEADS[n] if n < 16 else self._array_head(n)]
+        for x in a:
+            parts.append(self._pack_nd(x) if x.__class__ is _ndarray else self._packer.pack(x))
+        return b"".join(parts)
+
+    def _pack_kwargs(self, kw) -> bytes:
+        for x in kw.values():
+            if x.__class__ is _ndarray:
+                break
+        else:
+            return self._packer.pack(kw)
+        P = self._packer
+        n = len(kw)
+        parts = [bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")]
+        for k, x in kw.items():
+            parts.append(P.pack(k))
+            parts.append(self._pack_nd(x) if x.__class__ is _ndarray else P.pack(x))
+        return b"".join(parts)
+
+    @staticmethod
+    def _array_head(n) -> bytes:
+        return b"\xdc" + n.to_bytes(2, "big") if n < 0x10000 else b"\xdd" + n.to_bytes(4, "big")
+
+    def _pack_nd(self, a) -> bytes:
+        """An ndarray as msgpack-numpy's map, the bytes before its data kept per dtype and shape."""
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        key = (a.dtype, a.shape)
+        head = _ND_HEADS.get(key)
+        if head is None:
+            if a.dtype.str not in _DTYPES:
+                _check_dtype(a.dtype, "ndarray")
+            P = self._packer
+            head = b"".join((b"\x85", P.pack(b"nd"), b"\xc3", P.pack(b"type"), P.pack(a.dtype.str),
+                             P.pack(b"kind"), P.pack(b""), P.pack(b"shape"), P.pack(list(a.shape)),
+                             P.pack(b"data"), _bin_head(a.nbytes)))
+            if len(_ND_HEADS) < 256:
+                _ND_HEADS[key] = head
+        return head + a.tobytes()
 
     def _send_quietly(self) -> None:
         """Sends the batch from a call: a call never raises for the connection
@@ -310,7 +390,7 @@ class Session:
                 self._packer.reset()
                 self._requeue(ids)
                 raise
-        reply = self.client._finish(cid, w, timeout, label or fetch._label())
+        reply = self.client._finish(cid, w, timeout, label or fetch._label)
         value = self._open(self.unpack(reply))
         if fetch is None and self.refusals:
             refused = self.take_refusals()
@@ -521,12 +601,12 @@ class Proxy:
     __slots__ = ("_s", "_base", "_steps")
 
     def __init__(self, session, base, steps):
-        object.__setattr__(self, "_s", session)
-        object.__setattr__(self, "_base", base)
-        object.__setattr__(self, "_steps", steps)
+        _set_s(self, session)
+        _set_base(self, base)
+        _set_steps(self, steps)
 
     def _derive(self, step) -> "Proxy":
-        if isinstance(self._base, _Failed):
+        if self._base.__class__ is _Failed:
             return self
         cls = Proxy
         if step[0] == STEP_ATTR:
@@ -537,10 +617,11 @@ class Proxy:
                     raise AttributeError(_no_member(self, d, step[1]))
                 if kind in _CALLABLES:
                     cls = RemoteFunction
-        return cls(self._s, self._base, self._steps + (step,))
+        return _proxy(cls, self._s, self._base, self._steps + (step,))
 
     def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__") or name.startswith(("_ipython", "_repr_")):
+        if name[:1] == "_" and (name.startswith("__") and name.endswith("__")
+                                or name.startswith(("_ipython", "_repr_"))):
             raise AttributeError(name)
         return self._derive((STEP_ATTR, name))
 
@@ -550,10 +631,11 @@ class Proxy:
         return self._derive((STEP_INDEX, key))
 
     def __call__(self, *args, **kwargs):
-        d = self._s.known(self) if not isinstance(self._base, _Failed) else None
+        s = self._s
+        d = s.known(self)
         if d is not None:
             _check_call(self, d, args, kwargs)
-        return self._s.call(self, args, kwargs)
+        return s.call(self, args, kwargs)
 
     def __setattr__(self, name, value):
         raise AttributeError("remote attributes are read-only through a proxy")
@@ -599,8 +681,7 @@ class Proxy:
 
     def _ref(self):
         b = self._base
-        base = b.name if isinstance(b, _Root) else b.id
-        return [base, *([k, v] for k, v in self._steps)]
+        return [b.name if b.__class__ is _Root else b.id, *map(list, self._steps)]
 
     def _label(self):
         b = self._base
@@ -629,6 +710,19 @@ class RemoteFunction(Proxy):
 
     def __get__(self, obj, objtype=None):
         return self  # never bound: stored on a class or a module it stays the remote function
+
+
+_set_s, _set_base, _set_steps = Proxy._s.__set__, Proxy._base.__set__, Proxy._steps.__set__
+_new = object.__new__
+
+
+def _proxy(cls, session, base, steps) -> Proxy:
+    """A new proxy without the cost of __init__ (its slots are set directly)."""
+    p = _new(cls)
+    _set_s(p, session)
+    _set_base(p, base)
+    _set_steps(p, steps)
+    return p
 
 
 def _member_kind(d: dict, name) -> str | None:
