@@ -262,8 +262,17 @@ class Session:
                 return _proxy(Proxy, self, _Failed(FramerpcError("this session has used all 2^32-1 call slots")), ())
             P = self._packer
             try:
-                item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), self._pack_args(args),
-                                 self._pack_kwargs(kwargs) if kwargs else b"\x80"))
+                if len(args) == 1 and args[0].__class__ is _ndarray and not kwargs:  # one array (an action)
+                    a = args[0]
+                    head = _ND_HEADS.get((a.dtype, a.shape)) if a.flags.c_contiguous else None
+                    if head is not None:
+                        item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), b"\x91", head, a.tobytes(),
+                                         b"\x80"))
+                    else:
+                        item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), self._pack_args(args), b"\x80"))
+                else:
+                    item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), self._pack_args(args),
+                                     self._pack_kwargs(kwargs) if kwargs else b"\x80"))
             except (EncodeError, TypeError, ValueError, OverflowError) as e:
                 P.reset()
                 raise EncodeError(f"arguments of {target._label()}(): {e}") from None
@@ -623,6 +632,13 @@ class Proxy:
         if name[:1] == "_" and (name.startswith("__") and name.endswith("__")
                                 or name.startswith(("_ipython", "_repr_"))):
             raise AttributeError(name)
+        b = self._base
+        if b.__class__ is _Handle and b.described is None:  # the common case, inlined: nothing known
+            p = _new(Proxy)
+            _set_s(p, self._s)
+            _set_base(p, b)
+            _set_steps(p, (*self._steps, (STEP_ATTR, name)))
+            return p
         return self._derive((STEP_ATTR, name))
 
     def __getitem__(self, key):
@@ -632,9 +648,11 @@ class Proxy:
 
     def __call__(self, *args, **kwargs):
         s = self._s
-        d = s.known(self)
-        if d is not None:
-            _check_call(self, d, args, kwargs)
+        b = self._base
+        if b.__class__ is not _Handle or b.described is not None:
+            d = s.known(self)
+            if d is not None:
+                _check_call(self, d, args, kwargs)
         return s.call(self, args, kwargs)
 
     def __setattr__(self, name, value):
