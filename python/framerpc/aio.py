@@ -32,8 +32,6 @@ import socket
 import struct
 import time
 
-import msgpack
-
 from . import frame as fr
 from .client import DEFAULT_TIMEOUT, CallContext, CommandInfo, Handlers, Status, _Command, _Inbound, \
     decode_list, encode_list
@@ -527,21 +525,21 @@ class AsyncClient:
 async def _request(session: Session, fetch: Proxy | None, timeout, describe=False):
     """The dynamic layer's request (docs/DYNAMIC.md), built as the blocking client builds it, awaited."""
     client = session.client._c
-    session.flush()  # batched calls go first, in the same write
-    ids = session._take_releases()
-    try:
-        ref = None if fetch is None else fetch._ref()
-        if describe:
-            ref.append([STEP_DESCRIBE, None])
-        body = msgpack.packb([ids, [], ref], use_bin_type=True, default=session._default)
-    except BaseException:
-        session._requeue(ids)
-        raise
+    ref = None if fetch is None else fetch._ref()
+    if describe:
+        ref.append([STEP_DESCRIBE, None])
     label = "sync" if fetch is None else fetch._label()
+    with session._lock:
+        body, ids, calls, keep = session._request_body_locked(ref)  # the batched calls ride along
+        if len(body) > client.max_frame_len and calls:
+            session._unsent_locked(ids, calls, keep)  # too big together: the batch goes first
+            session._send_batch_locked()
+            body, ids, calls, keep = session._request_body_locked(ref)
+    del keep
     try:
         reply = await client._roundtrip(session.command, body, timeout, label)
     except (Disconnected, FrameTooLarge):
-        session._requeue(ids)
+        session._requeue(ids)  # the calls are lost with the connection
         raise
     return session._open(session.unpack(reply))  # refusals of earlier NOTIFYs are kept, the value returned
 

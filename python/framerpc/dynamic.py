@@ -81,15 +81,17 @@ class Session:
     """The dynamic layer on one client connection (``client.session``).
 
     Proxied calls are batched: each call is packed at once (its arguments
-    are captured when it is made) and waits in the session's batch; the
-    batch goes out as ONE request ``[releases, calls, nil]`` in one NOTIFY
-    when something forces it out: a dynamic CALL (materialize, sync,
-    describe; the NOTIFY and the CALL then share one write), any other frame
+    are captured when it is made) and waits in the session's batch. The
+    batch is ONE request: a dynamic CALL (materialize, sync, describe)
+    carries it, ``[releases, calls, fetch]``, so k calls and a fetch are one
+    frame and one round trip; otherwise it goes out as a NOTIFY
+    ``[releases, calls, nil]`` when something forces it out: any other frame
     on the connection, :attr:`MAX_CALLS` calls or :attr:`MAX_BYTES` bytes of
     packed calls, :meth:`flush`, or the client's timer (the blocking
     client's keeper within 20 ms; the asyncio client on the loop's next
     turn). The server refuses or runs a request whole, so a refusal covers
-    every call of its batch (see :meth:`take_refusals`)."""
+    every call of its batch: a refused CALL raises its error (none of its
+    calls ran) and a refused NOTIFY is kept for :meth:`take_refusals`."""
 
     #: a batch holding this many calls goes out at once
     MAX_CALLS = 64
@@ -177,6 +179,36 @@ class Session:
         finally:
             del keep  # releases of handles only this batch used are queued now, for the next request
         self.notifies += 1
+
+    def _request_body_locked(self, ref):
+        """A CALL's payload: the queued releases, the batch's calls (they go
+        with the fetch: one request) and ``ref`` (None: nil). Under ``_lock``.
+        Returns ``(body, ids, calls, keep)``; the caller drops ``keep`` once
+        the body is sent and puts ``ids`` and ``calls`` back if it could not be."""
+        calls, keep = self._pend, self._keep
+        if calls:
+            self._pend, self._keep = [], []
+            self._pend_bytes = 0
+        ids = self._take_releases()
+        P = self._packer
+        n = len(calls)
+        try:
+            body = b"".join((b"\x93", P.pack(ids) if ids else b"\x90",
+                             _ARRAY_HEADS[n] if n < 16 else b"\xdc" + n.to_bytes(2, "big"), *calls,
+                             P.pack(ref) if ref is not None else b"\xc0"))
+        except BaseException:
+            P.reset()
+            self._unsent_locked(ids, calls, keep)
+            raise
+        return body, ids, calls, keep
+
+    def _unsent_locked(self, ids, calls, keep) -> None:
+        """A request body that was not sent: its releases and calls wait for the next one."""
+        self._requeue(ids)
+        if calls:
+            self._pend[:0] = calls
+            self._pend_bytes += sum(map(len, calls))
+            self._keep[:0] = keep
 
     # packing ---------------------------------------------------------------
     def _arg(self, obj):
@@ -389,16 +421,23 @@ class Session:
             ref.append([STEP_DESCRIBE, None])
         label = "sync" if fetch is None else None
         with self._lock:
-            if self._pend:
-                self._send_batch_locked()
-            ids = self._take_releases()
+            body, ids, calls, keep = self._request_body_locked(ref)
             try:
-                body = self._packer.pack([ids, [], ref])
                 cid, w = self.client._start(self.command, body)
+            except FrameTooLarge:
+                # the batch and the fetch do not fit one frame: the batch goes first, on its own
+                self._unsent_locked(ids, calls, keep)
+                self._send_batch_locked()
+                body, ids, calls, keep = self._request_body_locked(ref)
+                try:
+                    cid, w = self.client._start(self.command, body)
+                except BaseException:
+                    self._unsent_locked(ids, calls, keep)
+                    raise
             except BaseException:
-                self._packer.reset()
-                self._requeue(ids)
+                self._unsent_locked(ids, calls, keep)
                 raise
+        del keep  # releases of handles only the batch used are queued now, for the next request
         reply = self.client._finish(cid, w, timeout, label or fetch._label)
         value = self._open(self.unpack(reply))
         if fetch is None and self.refusals:
