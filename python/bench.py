@@ -12,7 +12,8 @@ process. Rows (medians over ``--rounds`` interleaved rounds):
   Pyro5 uses a BatchProxy (one message); the others make eleven calls.
 - 4 MB array fetched into numpy: a float32 array of 2**20 elements; framerpc
   calls bench_server's ``array`` (binary ndarray codec); the bare socket
-  reads the same frames into a buffer of exactly the payload's size; rpyc
+  reads the same frames into a buffer of exactly the payload's size (the
+  two fetches alternate, one by one, so drifting load falls on both); rpyc
   (bytes through ``obtain`` and as a netref'd array), Pyro5 (msgpack
   serializer), websockets + msgpack-numpy and grpcio (raw bytes) send the
   same array.
@@ -214,6 +215,24 @@ def per_op(f, n):
     return statistics.median(out)
 
 
+def per_op_pair(f, g, n):
+    """Medians of ``f`` and ``g`` timed alternately (f, g, f, g, ...): load that
+    comes and goes on a shared machine falls on both alike."""
+    f()
+    g()
+    a, b = [], []
+    pc = time.perf_counter
+    for _ in range(n):
+        t = pc()
+        f()
+        t1 = pc()
+        g()
+        t2 = pc()
+        a.append(t1 - t)
+        b.append(t2 - t1)
+    return statistics.median(a), statistics.median(b)
+
+
 def threads8(make_call, per_thread):
     """calls/s of 8 threads; each thread gets its callable from make_call() (in that thread)."""
     barrier = threading.Barrier(9)
@@ -308,6 +327,8 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
     try:
         def run():
             out = {}
+            b = Bare(addr)
+            bare = {}
             with framerpc.connect(addr) as c:
                 i = [0]
 
@@ -321,7 +342,12 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
                     a = c.call("array", N_ARRAY)
                     assert a.shape == (N_ARRAY,) and a[5] == 5.0
 
-                out["array"] = MIB / per_op(fetch, array_n)
+                def bare_fetch():
+                    a = b.array()
+                    assert a[5] == 5.0
+
+                fa, ba = per_op_pair(fetch, bare_fetch, array_n)
+                out["array"], bare["array"] = MIB / fa, MIB / ba
                 out["t8"] = threads8(lambda: small, t8)
             with framerpc.connect(sim_addr) as c:
                 env = c.root("sim").make("pendulum")
@@ -334,20 +360,13 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
                     framerpc.materialize(r[1])
 
                 out["chain"] = per_op(chain, chained_n) * 1e6
-            b = Bare(addr)
             j = [0]
 
             def bare_small():
                 j[0] += 1
                 b.add(j[0])
 
-            bare = {"small": p50(bare_small, n)}
-
-            def bare_fetch():
-                a = b.array()
-                assert a[5] == 5.0
-
-            bare["array"] = MIB / per_op(bare_fetch, array_n)
+            bare["small"] = p50(bare_small, n)
             b.s.close()
             return out, bare
 
