@@ -47,9 +47,10 @@ class TcpTransport:
     over 64 KiB is read straight into a buffer of exactly its length (after
     the limit check), which is handed on as it is: no copy.
 
-    Writing: one ``sendall`` per frame; NOTIFY frames sent with ``more=True``
-    wait in a small queue and go out with the next frame, or when
-    :meth:`flush` runs (the client's keeper does within 20 ms), in one write.
+    Writing: one ``sendall`` per frame, or for all the frames that threads
+    sent while another write was under way; NOTIFY frames sent with
+    ``more=True`` wait in a small queue and go out with the next frame, or
+    when :meth:`flush` runs (the client's keeper does within 20 ms), in one write.
     An exception in the middle of a write (KeyboardInterrupt included)
     closes the connection: a partial frame is never followed by another.
     """
@@ -74,6 +75,7 @@ class TcpTransport:
         self._wlock = threading.Lock()
         self._queued: list = []
         self._queued_len = 0
+        self._writing = False  # a thread is in _write_all
         self._buf = bytearray(self.BUF)
         self._mv = memoryview(self._buf)
         self._start = 0  # unread bytes are _buf[_start:_end]
@@ -91,45 +93,58 @@ class TcpTransport:
     # -- writing ---------------------------------------------------------------
     def send(self, frame, more: bool = False) -> None:
         """Writes one whole frame (after any queued ones). ``more``: a NOTIFY
-        that may wait for the next write or :meth:`flush`."""
+        that may wait for the next write or :meth:`flush`.
+
+        Threads that send at the same time share writes: a frame is queued,
+        and the thread that finds no write under way writes everything
+        queued, again and again until the queue is empty (each of its
+        writes takes all that came in during the one before); the others
+        return at once. Frames keep their order."""
         with self._wlock:
             if self._closed:
                 raise Disconnected(self.broken or f"connection to {self.peer} closed")
-            if more:
-                q = self._queued
-                q.append(frame)
-                self._queued_len += len(frame)
-                if self._queued_len < self.FLUSH_AT:
-                    return
-                frame = None
-            self._write(frame)
+            self._queued.append(frame)
+            self._queued_len += len(frame)
+            if (more and self._queued_len < self.FLUSH_AT) or self._writing:
+                return
+            self._writing = True
+        self._write_all()
 
     def flush(self) -> None:
         """Sends queued NOTIFY frames now."""
         with self._wlock:
-            if self._queued and not self._closed:
-                self._write(None)
+            if not self._queued or self._closed or self._writing:
+                return
+            self._writing = True
+        self._write_all()
 
-    def _write(self, frame) -> None:
-        q = self._queued
-        if q:
-            data = b"".join(q if frame is None else q + [frame])
-        else:
-            data = frame
-        started = done = False
+    def _write_all(self) -> None:
+        """The writer's loop (``_writing`` is set): writes what is queued until nothing is."""
+        w = self._w
         try:
-            q.clear()
-            self._queued_len = 0
-            started = True
-            self._w.sendall(data)
-            done = True
-        except OSError as e:
-            self._close_locked(f"connection to {self.peer} lost while sending: {e}")
-            raise Disconnected(self.broken) from e
+            while True:
+                with self._wlock:
+                    q = self._queued
+                    if not q or self._closed:
+                        self._writing = False
+                        return
+                    self._queued = []
+                    self._queued_len = 0
+                data = q[0] if len(q) == 1 else b"".join(q)
+                done = False
+                try:
+                    w.sendall(data)
+                    done = True
+                except OSError as e:
+                    self._close_locked(f"connection to {self.peer} lost while sending: {e}")
+                    raise Disconnected(self.broken) from e
+                finally:
+                    if not done and not self._closed:
+                        self._close_locked("the connection was closed because a send was interrupted in the "
+                                           "middle of a frame (a partial frame is never followed by another)")
         finally:
-            if started and not done and not self._closed:
-                self._close_locked("the connection was closed because a send was interrupted in the middle "
-                                   "of a frame (a partial frame is never followed by another)")
+            with self._wlock:
+                self._writing = False
 
     def _close_locked(self, reason: str) -> None:
         self.broken = reason
