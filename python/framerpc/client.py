@@ -79,15 +79,15 @@ class CommandInfo(NamedTuple):
 
 
 class _Waiter:
-    """One call waiting for its answer. ``lock`` is held until the answer
-    (or a nudge to take over reading) comes; ``done`` and ``frame`` are set
-    under the connection's pending lock."""
+    """One call waiting for its answer. ``lock`` (made only when the caller
+    has to wait while another thread reads) is held until the answer (or a
+    nudge to take over reading) comes; ``signaled`` says one came; ``done``
+    and ``frame`` are set under the connection's pending lock."""
 
     __slots__ = ("lock", "frame", "cmd", "done", "signaled")
 
     def __init__(self, cmd):
-        self.lock = threading.Lock()
-        self.lock.acquire()
+        self.lock = None
         self.frame = None
         self.cmd = cmd
         self.done = False
@@ -96,7 +96,8 @@ class _Waiter:
     def wake(self):  # under the pending lock
         if not self.signaled:
             self.signaled = True
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
 
 
 class _Command:
@@ -593,7 +594,15 @@ class _Conn:
                 left = deadline - monotonic()
                 if left <= 0:
                     return w.done
-                if not w.lock.acquire(timeout=-1 if left == inf else left):
+                with self.plock:
+                    if w.signaled:  # answered or nudged before it waited
+                        w.signaled = False
+                        continue
+                    lk = w.lock
+                    if lk is None:
+                        lk = w.lock = threading.Lock()
+                        lk.acquire()
+                if not lk.acquire(timeout=-1 if left == inf else left):
                     return w.done
                 with self.plock:
                     w.signaled = False  # answered, or nudged to take over reading

@@ -583,7 +583,7 @@ class _Handle:
 
     def __del__(self):
         try:
-            self.session._queue_release(self.id)
+            self.session.releases.append(self.id)  # as _queue_release, one call less
         except Exception:  # interpreter shutdown
             pass
 

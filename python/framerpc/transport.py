@@ -72,6 +72,11 @@ class TcpTransport:
         # A second socket object on the same connection for the reader, so
         # its short read timeout (the heartbeat tick) never bounds a write.
         self._r = sock.dup()
+        # And one without a timeout for the first try of each write: a socket
+        # with a timeout polls before every send, this one sends at once
+        # (the connection's file is non-blocking either way).
+        self._wn = sock.dup()
+        self._wn.settimeout(0.0)
         self._wlock = threading.Lock()
         self._queued: list = []
         self._queued_len = 0
@@ -120,7 +125,7 @@ class TcpTransport:
 
     def _write_all(self) -> None:
         """The writer's loop (``_writing`` is set): writes what is queued until nothing is."""
-        w = self._w
+        w, wn = self._w, self._wn
         try:
             while True:
                 with self._wlock:
@@ -133,7 +138,12 @@ class TcpTransport:
                 data = q[0] if len(q) == 1 else b"".join(q)
                 done = False
                 try:
-                    w.sendall(data)
+                    try:
+                        n = wn.send(data)
+                    except (BlockingIOError, InterruptedError):
+                        n = 0
+                    if n < len(data):
+                        w.sendall(memoryview(data)[n:])  # the rest, waiting as long as the write timeout
                     done = True
                 except OSError as e:
                     self._close_locked(f"connection to {self.peer} lost while sending: {e}")
@@ -260,10 +270,11 @@ class TcpTransport:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        try:
-            self._w.close()
-        except OSError:
-            pass
+        for s in (self._w, self._wn):
+            try:
+                s.close()
+            except OSError:
+                pass
 
     def close_reader(self) -> None:
         try:
