@@ -105,8 +105,6 @@ class Session:
         self._rlock = threading.Lock()
         self.releases: list[int] = []
         self.refusals: list[dict] = []
-        #: proxied calls made on this session (each runs once on the server)
-        self.calls = 0
         #: dynamic requests sent as NOTIFY (batches of calls, or releases alone)
         self.notifies = 0
         # Descriptions of root-based refs, by (root, steps); those of
@@ -124,6 +122,7 @@ class Session:
         self._packer = msgpack.Packer(use_bin_type=True, default=self._default, autoreset=True)
         self._ref_packer = msgpack.Packer(use_bin_type=True, default=self._default, autoreset=True)
         self._max_frame = getattr(client, "max_frame_len", None) or (1 << 62)
+        self._limit = min(self.MAX_BYTES, self._max_frame - 64)  # a batch over this goes out first
         self._arm = getattr(client, "arm", None)  # called when a batch starts (the asyncio timer)
 
     # releases ------------------------------------------------------------
@@ -310,29 +309,36 @@ class Session:
                 raise EncodeError(f"arguments of {target._label()}(): {e}") from None
             n = len(item)
             pend = self._pend
-            if pend:
-                if self._pend_bytes + n > self.MAX_BYTES or self._pend_bytes + n + 64 > self._max_frame:
-                    if n + 64 > self._max_frame:
-                        return _proxy(Proxy, self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
+            nb = self._pend_bytes + n
+            if nb > self._limit:
+                if n + 64 > self._max_frame:
+                    return _proxy(Proxy, self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
+                if pend:
                     self._send_quietly()  # what came before goes first; this call starts the next batch
                     pend = self._pend
-            elif n + 64 > self._max_frame:
-                return _proxy(Proxy, self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
+                    nb = n
             if not pend and self._arm is not None:
                 self._arm()
-            h = _Handle(self, slot, (lbl, steps))
+            h = _new(_Handle)
+            _set_hs(h, self)
+            _set_hid(h, slot)
+            _set_hlbl(h, (lbl, steps))
+            _set_hdesc(h, None)
             pend.append(item)
-            self._pend_bytes += n
-            k = self._keep
-            k.append(h)
+            self._pend_bytes = nb
             if bcls is _Handle:
-                k.append(base)
+                self._keep += (h, base)
+            else:
+                self._keep.append(h)
             if keep is not None:
-                k.extend(keep)
-            self.calls += 1
-            if len(pend) >= self.MAX_CALLS or self._pend_bytes >= self.MAX_BYTES:
+                self._keep.extend(keep)
+            if nb >= self.MAX_BYTES or len(pend) >= self.MAX_CALLS:
                 self._send_quietly()
-        return _proxy(Proxy, self, h, ())
+        p = _new(Proxy)
+        _set_s(p, self)
+        _set_base(p, h)
+        _set_steps(p, ())
+        return p
 
     def _resolve_args(self, target, args, keep):
         """Arguments (a tuple or a dict) with each proxy turned into an ext 1
@@ -771,6 +777,8 @@ class RemoteFunction(Proxy):
 
 _set_s, _set_base, _set_steps = Proxy._s.__set__, Proxy._base.__set__, Proxy._steps.__set__
 _new = object.__new__
+_set_hs, _set_hid, _set_hlbl, _set_hdesc = (_Handle.session.__set__, _Handle.id.__set__, _Handle._lbl.__set__,
+                                            _Handle.described.__set__)
 
 
 def _proxy(cls, session, base, steps) -> Proxy:
