@@ -80,7 +80,7 @@ class TcpTransport:
         self._wlock = threading.Lock()
         self._queued: list = []
         self._queued_len = 0
-        self._writing = False  # a thread is in _write_all
+        self._writing = None  # the token of the thread in _write_all
         self._buf = bytearray(self.BUF)
         self._mv = memoryview(self._buf)
         self._start = 0  # unread bytes are _buf[_start:_end]
@@ -110,31 +110,31 @@ class TcpTransport:
                 raise Disconnected(self.broken or f"connection to {self.peer} closed")
             self._queued.append(frame)
             self._queued_len += len(frame)
-            if (more and self._queued_len < self.FLUSH_AT) or self._writing:
+            if (more and self._queued_len < self.FLUSH_AT) or self._writing is not None:
                 return
-            self._writing = True
-        self._write_all()
+            self._writing = me = object()
+            q = self._queued
+            self._queued = []
+            self._queued_len = 0
+        self._write_all(q, me)
 
     def flush(self) -> None:
         """Sends queued NOTIFY frames now."""
         with self._wlock:
-            if not self._queued or self._closed or self._writing:
+            if not self._queued or self._closed or self._writing is not None:
                 return
-            self._writing = True
-        self._write_all()
+            self._writing = me = object()
+            q = self._queued
+            self._queued = []
+            self._queued_len = 0
+        self._write_all(q, me)
 
-    def _write_all(self) -> None:
-        """The writer's loop (``_writing`` is set): writes what is queued until nothing is."""
+    def _write_all(self, q, me) -> None:
+        """The writer's loop (``_writing`` is ``me``): writes ``q``, then what
+        was queued meanwhile, until nothing is."""
         w, wn = self._w, self._wn
         try:
             while True:
-                with self._wlock:
-                    q = self._queued
-                    if not q or self._closed:
-                        self._writing = False
-                        return
-                    self._queued = []
-                    self._queued_len = 0
                 data = q[0] if len(q) == 1 else b"".join(q)
                 done = False
                 try:
@@ -152,9 +152,18 @@ class TcpTransport:
                     if not done and not self._closed:
                         self._close_locked("the connection was closed because a send was interrupted in the "
                                            "middle of a frame (a partial frame is never followed by another)")
+                with self._wlock:
+                    q = self._queued
+                    if not q or self._closed:
+                        self._writing = None
+                        return
+                    self._queued = []
+                    self._queued_len = 0
         finally:
-            with self._wlock:
-                self._writing = False
+            if self._writing is me:  # left by an exception: no longer the writer
+                with self._wlock:
+                    if self._writing is me:
+                        self._writing = None
 
     def _close_locked(self, reason: str) -> None:
         self.broken = reason
