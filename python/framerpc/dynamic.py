@@ -1,12 +1,14 @@
 """Remote objects through lazy, pipelined proxies (the server's dynamic layer).
 
 ``sim = client.root("sim")`` names a registered root; attribute access,
-indexing and calls on a proxy return new proxies at once. A call is sent
-right away as a one-way NOTIFY on command 0xFF10 that names the slot its
-result will have on the server (the client numbers them), so later calls can
-use the result before it exists. Only :func:`materialize` (and
-:meth:`Client.sync`) sends a CALL and waits: k chained calls and one
-materialize cost one round trip.
+indexing and calls on a proxy return new proxies at once. A call is packed
+at once, names the slot its result will have on the server (the client
+numbers them), so later calls can use the result before it exists, and
+waits in the session's batch: consecutive calls are ONE request on command
+0xFF10. Only :func:`materialize` (and :meth:`Client.sync`, and a
+description) sends a CALL and waits, and that CALL carries the batch: k
+chained calls and one materialize cost one frame each way and one round
+trip. A batch nobody fetches goes out as one NOTIFY (see :class:`Session`).
 
 Requests are one msgpack array ``[releases, calls, fetch]``:
 ``releases`` handles no longer needed, ``calls`` ``[1, slot, ref, args,
@@ -18,9 +20,11 @@ ext type 2 holding a u64 big-endian id. See docs/DYNAMIC.md.
 Handles are released when Python drops the last proxy of a result: the id is
 queued and rides on the next request (or :meth:`Client.flush_releases`).
 
-A request the server refuses runs none of its calls. A refused NOTIFY is
-reported alongside the next REPLY (ext type 3 ``[refusals, unlisted,
-value]``): the records are kept in :meth:`Session.take_refusals`, and
+A request the server refuses runs none of its calls, so a refusal covers
+a whole batch. A refused CALL raises its error from the materialize (or
+sync) that sent it. A refused NOTIFY is reported alongside the next REPLY
+(ext type 3 ``[refusals, unlisted, value]``): the records, one per
+request, are kept in :meth:`Session.take_refusals`, and
 :meth:`Client.sync` raises them (once). :func:`describe` returns what a
 root, object, function or method declares (the ``[2, nil]`` step).
 """
