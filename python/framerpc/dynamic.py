@@ -421,8 +421,8 @@ class Session:
             pass
 
     def request(self, fetch: "Proxy | None", timeout=None, describe=False):
-        """One CALL: queued releases, no calls, and the fetch (nil for ``sync``).
-        Batched calls go out first, as one NOTIFY in the same write.
+        """One CALL: the queued releases, the batched calls and the fetch (nil
+        for ``sync``), one request.
 
         For ``sync`` (no fetch), refusals not yet taken are raised as one
         :class:`RemoteError` and forgotten (each is reported once)."""
