@@ -124,7 +124,6 @@ class Session:
         self._pend_bytes = 0
         self._keep: list = []
         self._packer = msgpack.Packer(use_bin_type=True, default=self._default, autoreset=True)
-        self._ref_packer = msgpack.Packer(use_bin_type=True, default=self._default, autoreset=True)
         self._max_frame = getattr(client, "max_frame_len", None) or (1 << 62)
         self._limit = min(self.MAX_BYTES, self._max_frame - 64)  # a batch over this goes out first
         self._arm = getattr(client, "arm", None)  # called when a batch starts (the asyncio timer)
@@ -342,6 +341,7 @@ class Session:
         _set_s(p, self)
         _set_base(p, h)
         _set_steps(p, ())
+        _set_kids(p, None)
         return p
 
     def _resolve_args(self, target, args, keep):
@@ -656,12 +656,13 @@ class Proxy:
     chained calls stay one-way and pipelined.
     """
 
-    __slots__ = ("_s", "_base", "_steps")
+    __slots__ = ("_s", "_base", "_steps", "_kids")
 
     def __init__(self, session, base, steps):
         _set_s(self, session)
         _set_base(self, base)
         _set_steps(self, steps)
+        _set_kids(self, None)
 
     def _derive(self, step) -> "Proxy":
         if self._base.__class__ is _Failed:
@@ -682,11 +683,25 @@ class Proxy:
                                 or name.startswith(("_ipython", "_repr_"))):
             raise AttributeError(name)
         b = self._base
-        if b.__class__ is _Handle and b.described is None:  # the common case, inlined: nothing known
+        if b.__class__ is _Handle and b.described is None:
+            # The common case, inlined: nothing known about the value. The
+            # member's proxy is kept on this one (no cycle: it names the
+            # handle, not this proxy), so env.step in a loop is made once.
+            kids = self._kids
+            if kids is None:
+                kids = {}
+                _set_kids(self, kids)
+            else:
+                p = kids.get(name)
+                if p is not None:
+                    return p
             p = _new(Proxy)
             _set_s(p, self._s)
             _set_base(p, b)
             _set_steps(p, (*self._steps, (STEP_ATTR, name)))
+            _set_kids(p, None)
+            if len(kids) < 64:
+                kids[name] = p
             return p
         return self._derive((STEP_ATTR, name))
 
@@ -779,7 +794,8 @@ class RemoteFunction(Proxy):
         return self  # never bound: stored on a class or a module it stays the remote function
 
 
-_set_s, _set_base, _set_steps = Proxy._s.__set__, Proxy._base.__set__, Proxy._steps.__set__
+_set_s, _set_base, _set_steps, _set_kids = (Proxy._s.__set__, Proxy._base.__set__, Proxy._steps.__set__,
+                                            Proxy._kids.__set__)
 _new = object.__new__
 _set_hs, _set_hid, _set_hlbl, _set_hdesc = (_Handle.session.__set__, _Handle.id.__set__, _Handle._lbl.__set__,
                                             _Handle.described.__set__)
@@ -791,6 +807,7 @@ def _proxy(cls, session, base, steps) -> Proxy:
     _set_s(p, session)
     _set_base(p, base)
     _set_steps(p, steps)
+    _set_kids(p, None)
     return p
 
 

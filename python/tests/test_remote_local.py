@@ -48,6 +48,8 @@ def test_hasattr_true_only_for_declared_members_once_known(c):  # noqa: F811
         sim.mkae
     assert "has no member 'mkae'" in str(e.value) and "echo, make" in str(e.value)
     env = sim.make("pendulum")
+    early = env.reset  # before the description: a plain proxy (made once, then kept on env)
+    assert type(early) is framerpc.dynamic.Proxy and env.reset is early and env.rest is env.rest
     framerpc.describe(env)
     assert hasattr(env, "reset") and hasattr(env, "name") and not hasattr(env, "rest")
     assert isinstance(env.reset, RemoteFunction) and not hasattr(env.reset, "anything")
