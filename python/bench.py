@@ -8,7 +8,8 @@ process. Rows (medians over ``--rounds`` interleaved rounds):
 
 - small call p50: one ``add(i, 1)`` round trip, timed call by call.
 - 10 dependent calls on a remote object, then one value: framerpc sends ten
-  ``env.step(a)`` to sim_server as pipelined NOTIFYs and one materialize;
+  ``env.step(a)`` to sim_server and one materialize (one request, one CALL
+  frame: the batched calls ride in the fetch's request);
   Pyro5 uses a BatchProxy (one message); the others make eleven calls.
 - 4 MB array fetched into numpy: a float32 array of 2**20 elements; framerpc
   calls bench_server's ``array`` (binary ndarray codec); the bare socket
