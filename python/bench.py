@@ -6,7 +6,8 @@
 Every server runs in its own process on 127.0.0.1; the clients run in this
 process. Rows (medians over ``--rounds`` interleaved rounds):
 
-- small call p50: one ``add(i, 1)`` round trip, timed call by call.
+- small call p50: one ``add(i, 1)`` round trip, timed call by call (framerpc
+  and the bare socket alternate, call by call).
 - 10 dependent calls on a remote object, then one value: framerpc sends ten
   ``env.step(a)`` to sim_server and one materialize (one request, one CALL
   frame: the batched calls ride in the fetch's request);
@@ -206,6 +207,24 @@ def p50(f, n):
     return statistics.median(out) / 1e3  # us
 
 
+def p50_pair(f, g, n):
+    """p50 of ``f`` and of ``g``, timed call by call and alternately (f, g, f, g, ...)."""
+    for _ in range(min(n, 200)):
+        f()
+        g()
+    a, b = [], []
+    pc = time.perf_counter_ns
+    for _ in range(n):
+        t = pc()
+        f()
+        t1 = pc()
+        g()
+        t2 = pc()
+        a.append(t1 - t)
+        b.append(t2 - t1)
+    return statistics.median(a) / 1e3, statistics.median(b) / 1e3  # us
+
+
 def per_op(f, n):
     f()
     out = []
@@ -337,7 +356,13 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
                     i[0] += 1
                     c.call("add_2_words", i[0], 1)
 
-                out["small"] = p50(small, n)
+                j = [0]
+
+                def bare_small():
+                    j[0] += 1
+                    b.add(j[0])
+
+                out["small"], bare["small"] = p50_pair(small, bare_small, n)
 
                 def fetch():
                     a = c.call("array", N_ARRAY)
@@ -361,13 +386,6 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
                     framerpc.materialize(r[1])
 
                 out["chain"] = per_op(chain, chained_n) * 1e6
-            j = [0]
-
-            def bare_small():
-                j[0] += 1
-                b.add(j[0])
-
-            bare["small"] = p50(bare_small, n)
             b.s.close()
             return out, bare
 
