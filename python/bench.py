@@ -6,13 +6,16 @@
 Every server runs in its own process on 127.0.0.1; the clients run in this
 process. Rows (medians over ``--rounds`` interleaved rounds):
 
-- small call p50: one ``add(i, 1)`` round trip, timed call by call.
+- small call p50: one ``add(i, 1)`` round trip, timed call by call (framerpc
+  and the bare socket alternate, call by call).
 - 10 dependent calls on a remote object, then one value: framerpc sends ten
-  ``env.step(a)`` to sim_server as pipelined NOTIFYs and one materialize;
+  ``env.step(a)`` to sim_server and one materialize (one request, one CALL
+  frame: the batched calls ride in the fetch's request);
   Pyro5 uses a BatchProxy (one message); the others make eleven calls.
 - 4 MB array fetched into numpy: a float32 array of 2**20 elements; framerpc
   calls bench_server's ``array`` (binary ndarray codec); the bare socket
-  reads the same frames into a buffer of exactly the payload's size; rpyc
+  reads the same frames into a buffer of exactly the payload's size (the
+  two fetches alternate, one by one, so drifting load falls on both); rpyc
   (bytes through ``obtain`` and as a netref'd array), Pyro5 (msgpack
   serializer), websockets + msgpack-numpy and grpcio (raw bytes) send the
   same array.
@@ -204,6 +207,24 @@ def p50(f, n):
     return statistics.median(out) / 1e3  # us
 
 
+def p50_pair(f, g, n):
+    """p50 of ``f`` and of ``g``, timed call by call and alternately (f, g, f, g, ...)."""
+    for _ in range(min(n, 200)):
+        f()
+        g()
+    a, b = [], []
+    pc = time.perf_counter_ns
+    for _ in range(n):
+        t = pc()
+        f()
+        t1 = pc()
+        g()
+        t2 = pc()
+        a.append(t1 - t)
+        b.append(t2 - t1)
+    return statistics.median(a) / 1e3, statistics.median(b) / 1e3  # us
+
+
 def per_op(f, n):
     f()
     out = []
@@ -212,6 +233,24 @@ def per_op(f, n):
         f()
         out.append(time.perf_counter() - t)
     return statistics.median(out)
+
+
+def per_op_pair(f, g, n):
+    """Medians of ``f`` and ``g`` timed alternately (f, g, f, g, ...): load that
+    comes and goes on a shared machine falls on both alike."""
+    f()
+    g()
+    a, b = [], []
+    pc = time.perf_counter
+    for _ in range(n):
+        t = pc()
+        f()
+        t1 = pc()
+        g()
+        t2 = pc()
+        a.append(t1 - t)
+        b.append(t2 - t1)
+    return statistics.median(a), statistics.median(b)
 
 
 def threads8(make_call, per_thread):
@@ -308,6 +347,8 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
     try:
         def run():
             out = {}
+            b = Bare(addr)
+            bare = {}
             with framerpc.connect(addr) as c:
                 i = [0]
 
@@ -315,13 +356,24 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
                     i[0] += 1
                     c.call("add_2_words", i[0], 1)
 
-                out["small"] = p50(small, n)
+                j = [0]
+
+                def bare_small():
+                    j[0] += 1
+                    b.add(j[0])
+
+                out["small"], bare["small"] = p50_pair(small, bare_small, n)
 
                 def fetch():
                     a = c.call("array", N_ARRAY)
                     assert a.shape == (N_ARRAY,) and a[5] == 5.0
 
-                out["array"] = MIB / per_op(fetch, array_n)
+                def bare_fetch():
+                    a = b.array()
+                    assert a[5] == 5.0
+
+                fa, ba = per_op_pair(fetch, bare_fetch, array_n)
+                out["array"], bare["array"] = MIB / fa, MIB / ba
                 out["t8"] = threads8(lambda: small, t8)
             with framerpc.connect(sim_addr) as c:
                 env = c.root("sim").make("pendulum")
@@ -334,20 +386,6 @@ def bench_framerpc(ex, procs, n, chained_n, array_n, t8):
                     framerpc.materialize(r[1])
 
                 out["chain"] = per_op(chain, chained_n) * 1e6
-            b = Bare(addr)
-            j = [0]
-
-            def bare_small():
-                j[0] += 1
-                b.add(j[0])
-
-            bare = {"small": p50(bare_small, n)}
-
-            def bare_fetch():
-                a = b.array()
-                assert a[5] == 5.0
-
-            bare["array"] = MIB / per_op(bare_fetch, array_n)
             b.s.close()
             return out, bare
 

@@ -32,8 +32,6 @@ import socket
 import struct
 import time
 
-import msgpack
-
 from . import frame as fr
 from .client import DEFAULT_TIMEOUT, CallContext, CommandInfo, Handlers, Status, _Command, _Inbound, \
     decode_list, encode_list
@@ -56,6 +54,18 @@ class _SessionLink:
 
     def notify_raw(self, cmd: int, payload=b"") -> None:
         self._c.notify_raw(cmd, payload)
+
+    @property
+    def max_frame_len(self) -> int:
+        return self._c.max_frame_len
+
+    def send_dynamic(self, frame) -> None:
+        """The session's batch (a whole NOTIFY frame): written with the next write."""
+        self._c._write(frame, True, batch=True)
+
+    def arm(self) -> None:
+        """A batch started: it goes out on the loop's next turn unless something sends it sooner."""
+        self._c._loop.call_soon(self._c._flush_session)
 
 
 class AsyncClient:
@@ -142,7 +152,19 @@ class AsyncClient:
             if i:
                 return i
 
-    def _write(self, frame, more=False) -> None:
+    def _flush_session(self) -> None:
+        s = self._session
+        if s is not None and s._pend and not self._closed:
+            try:
+                s.flush()
+            except FramerpcError:
+                pass
+
+    def _write(self, frame, more=False, batch=False) -> None:
+        if not batch:
+            s = self._session
+            if s is not None and s._pend:
+                s.flush()  # the dynamic layer's batched calls go first (any frame forces them out)
         if self._closed:
             raise Disconnected(self._reason or "connection closed")
         self.frames_sent += 1
@@ -503,20 +525,21 @@ class AsyncClient:
 async def _request(session: Session, fetch: Proxy | None, timeout, describe=False):
     """The dynamic layer's request (docs/DYNAMIC.md), built as the blocking client builds it, awaited."""
     client = session.client._c
-    ids = session._take_releases()
-    try:
-        ref = None if fetch is None else fetch._ref()
-        if describe:
-            ref.append([STEP_DESCRIBE, None])
-        body = msgpack.packb([ids, [], ref], use_bin_type=True, default=session._default)
-    except BaseException:
-        session._requeue(ids)
-        raise
+    ref = None if fetch is None else fetch._ref()
+    if describe:
+        ref.append([STEP_DESCRIBE, None])
     label = "sync" if fetch is None else fetch._label()
+    with session._lock:
+        body, ids, calls, keep = session._request_body_locked(ref)  # the batched calls ride along
+        if len(body) > client.max_frame_len and calls:
+            session._unsent_locked(ids, calls, keep)  # too big together: the batch goes first
+            session._send_batch_locked()
+            body, ids, calls, keep = session._request_body_locked(ref)
+    del keep
     try:
         reply = await client._roundtrip(session.command, body, timeout, label)
     except (Disconnected, FrameTooLarge):
-        session._requeue(ids)
+        session._requeue(ids)  # the calls are lost with the connection
         raise
     return session._open(session.unpack(reply))  # refusals of earlier NOTIFYs are kept, the value returned
 

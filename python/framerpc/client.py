@@ -79,15 +79,15 @@ class CommandInfo(NamedTuple):
 
 
 class _Waiter:
-    """One call waiting for its answer. ``lock`` is held until the answer
-    (or a nudge to take over reading) comes; ``done`` and ``frame`` are set
-    under the connection's pending lock."""
+    """One call waiting for its answer. ``lock`` (made only when the caller
+    has to wait while another thread reads) is held until the answer (or a
+    nudge to take over reading) comes; ``signaled`` says one came; ``done``
+    and ``frame`` are set under the connection's pending lock."""
 
     __slots__ = ("lock", "frame", "cmd", "done", "signaled")
 
     def __init__(self, cmd):
-        self.lock = threading.Lock()
-        self.lock.acquire()
+        self.lock = None
         self.frame = None
         self.cmd = cmd
         self.done = False
@@ -96,7 +96,8 @@ class _Waiter:
     def wake(self):  # under the pending lock
         if not self.signaled:
             self.signaled = True
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
 
 
 class _Command:
@@ -406,7 +407,21 @@ class _Conn:
             if i:
                 return i
 
+    @property
+    def max_frame_len(self) -> int:
+        return self.client.max_frame_len
+
     def send(self, frame, more: bool = False) -> None:
+        s = self._session
+        if s is not None and s._pend:
+            s.flush()  # the dynamic layer's batched calls go first (any frame forces them out)
+        self._send(frame, more)
+
+    def send_dynamic(self, frame) -> None:
+        """The dynamic layer's NOTIFY (its batch): queued for the next write."""
+        self._send(frame, True)
+
+    def _send(self, frame, more: bool = False) -> None:
         if self.closed:
             raise Disconnected(self.dead())
         try:
@@ -427,7 +442,14 @@ class _Conn:
             c.notifies_sent += 1
 
     def flush(self) -> None:
-        """Sends queued NOTIFYs now (the keeper calls it at least every 20 ms)."""
+        """Sends queued NOTIFYs (and the dynamic layer's batched calls) now
+        (the keeper calls it at least every 20 ms)."""
+        s = self._session
+        if s is not None and s._pend:
+            try:
+                s.flush()
+            except FramerpcError:
+                pass  # the connection is gone; its end says why
         if getattr(self.t, "_queued", None):
             try:
                 self.t.flush()
@@ -491,8 +513,9 @@ class _Conn:
         self.send(buf)
 
     # -- waiting -------------------------------------------------------------------
-    def _finish(self, cid: int, w: _Waiter, timeout: float | None, name: str):
+    def _finish(self, cid: int, w: _Waiter, timeout: float | None, name):
         """Waits for a started call's answer; REPLY payload or raises.
+        ``name`` (for messages) is a str or a function that makes it.
 
         Any exception while waiting (KeyboardInterrupt included) sends
         CANCEL for the call and is raised again; the client stays usable."""
@@ -511,6 +534,8 @@ class _Conn:
                 # connection whose waiting calls are all cancelled leaves
                 # the device's queue, and its place would be gone.
                 server = self._queue_state(w.cmd)
+                if callable(name):
+                    name = name()
                 try:
                     self.send(_HDR.pack(0, fr.CANCEL, 0, w.cmd, cid))
                 except FramerpcError:
@@ -523,6 +548,8 @@ class _Conn:
         h, payload = f
         if h.kind == fr.REPLY:
             return payload
+        if callable(name):
+            name = name()
         code, msg = fr.parse_error_payload(payload)
         e = RemoteError.from_code(code, msg, name, cid)
         if code == 6 and not self.client._token_sent:
@@ -567,7 +594,15 @@ class _Conn:
                 left = deadline - monotonic()
                 if left <= 0:
                     return w.done
-                if not w.lock.acquire(timeout=-1 if left == inf else left):
+                with self.plock:
+                    if w.signaled:  # answered or nudged before it waited
+                        w.signaled = False
+                        continue
+                    lk = w.lock
+                    if lk is None:
+                        lk = w.lock = threading.Lock()
+                        lk.acquire()
+                if not lk.acquire(timeout=-1 if left == inf else left):
                     return w.done
                 with self.plock:
                     w.signaled = False  # answered, or nudged to take over reading

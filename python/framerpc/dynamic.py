@@ -1,12 +1,14 @@
 """Remote objects through lazy, pipelined proxies (the server's dynamic layer).
 
 ``sim = client.root("sim")`` names a registered root; attribute access,
-indexing and calls on a proxy return new proxies at once. A call is sent
-right away as a one-way NOTIFY on command 0xFF10 that names the slot its
-result will have on the server (the client numbers them), so later calls can
-use the result before it exists. Only :func:`materialize` (and
-:meth:`Client.sync`) sends a CALL and waits: k chained calls and one
-materialize cost one round trip.
+indexing and calls on a proxy return new proxies at once. A call is packed
+at once, names the slot its result will have on the server (the client
+numbers them), so later calls can use the result before it exists, and
+waits in the session's batch: consecutive calls are ONE request on command
+0xFF10. Only :func:`materialize` (and :meth:`Client.sync`, and a
+description) sends a CALL and waits, and that CALL carries the batch: k
+chained calls and one materialize cost one frame each way and one round
+trip. A batch nobody fetches goes out as one NOTIFY (see :class:`Session`).
 
 Requests are one msgpack array ``[releases, calls, fetch]``:
 ``releases`` handles no longer needed, ``calls`` ``[1, slot, ref, args,
@@ -18,9 +20,11 @@ ext type 2 holding a u64 big-endian id. See docs/DYNAMIC.md.
 Handles are released when Python drops the last proxy of a result: the id is
 queued and rides on the next request (or :meth:`Client.flush_releases`).
 
-A request the server refuses runs none of its calls. A refused NOTIFY is
-reported alongside the next REPLY (ext type 3 ``[refusals, unlisted,
-value]``): the records are kept in :meth:`Session.take_refusals`, and
+A request the server refuses runs none of its calls, so a refusal covers
+a whole batch. A refused CALL raises its error from the materialize (or
+sync) that sent it. A refused NOTIFY is reported alongside the next REPLY
+(ext type 3 ``[refusals, unlisted, value]``): the records, one per
+request, are kept in :meth:`Session.take_refusals`, and
 :meth:`Client.sync` raises them (once). :func:`describe` returns what a
 root, object, function or method declares (the ``[2, nil]`` step).
 """
@@ -38,7 +42,7 @@ import types
 import msgpack
 
 from . import ndarray as _nd
-from .errors import Disconnected, EncodeError, FramerpcError, RemoteError
+from .errors import EncodeError, FramerpcError, FrameTooLarge, RemoteError
 
 try:
     import numpy as np
@@ -58,10 +62,45 @@ _U64BE = struct.Struct(">Q")
 #: The ndarray dtypes of docs/DYNAMIC.md (either byte order for multi-byte ones).
 DTYPES = ("|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8")
 _DTYPES = frozenset(DTYPES) | frozenset(">" + d[1:] for d in DTYPES if d[0] == "<")
+_ndarray = np.ndarray if np is not None else None
+_ARRAY_HEADS = [bytes([0x90 | i]) for i in range(16)]
+_ND_HEADS: dict = {}  # (dtype, shape) -> the packed ndarray map up to its data
+_NOTIFY = struct.Struct("<IBBHI")
+
+
+def _bin_head(n: int) -> bytes:
+    """The msgpack bin header of ``n`` bytes."""
+    if n < 0x100:
+        return bytes((0xC4, n))
+    if n < 0x10000:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def _NOTIFY_HEAD(n: int, cmd: int) -> bytes:
+    return _NOTIFY.pack(n, 4, 0, cmd, 0)
 
 
 class Session:
-    """The dynamic layer on one client connection (``client.session``)."""
+    """The dynamic layer on one client connection (``client.session``).
+
+    Proxied calls are batched: each call is packed at once (its arguments
+    are captured when it is made) and waits in the session's batch. The
+    batch is ONE request: a dynamic CALL (materialize, sync, describe)
+    carries it, ``[releases, calls, fetch]``, so k calls and a fetch are one
+    frame and one round trip; otherwise it goes out as a NOTIFY
+    ``[releases, calls, nil]`` when something forces it out: any other frame
+    on the connection, :attr:`MAX_CALLS` calls or :attr:`MAX_BYTES` bytes of
+    packed calls, :meth:`flush`, or the client's timer (the blocking
+    client's keeper within 20 ms; the asyncio client on the loop's next
+    turn). The server refuses or runs a request whole, so a refusal covers
+    every call of its batch: a refused CALL raises its error (none of its
+    calls ran) and a refused NOTIFY is kept for :meth:`take_refusals`."""
+
+    #: a batch holding this many calls goes out at once
+    MAX_CALLS = 64
+    #: a batch holding this many bytes of packed calls goes out at once
+    MAX_BYTES = 64 << 10
 
     def __init__(self, client, command: int = DYNAMIC):
         self.client = client
@@ -70,12 +109,27 @@ class Session:
         self._rlock = threading.Lock()
         self.releases: list[int] = []
         self.refusals: list[dict] = []
+        #: dynamic requests sent as NOTIFY (batches of calls, or releases alone)
         self.notifies = 0
         # Descriptions of root-based refs, by (root, steps); those of
         # handle-based refs live on the handle. One session per connection:
         # a reconnect starts over.
         self._described: dict = {}
         self._can_wait = hasattr(client, "_finish")  # the asyncio client fetches with aio.describe
+        # The batch: packed calls, their byte count, and the handles they use
+        # (kept alive until the batch is sent, so no release of a handle the
+        # batch names can be queued before the batch goes out).
+        self._lock = threading.Lock()
+        self._pend: list[bytes] = []
+        self._pend_bytes = 0
+        self._keep: list = []
+        self._packer = msgpack.Packer(use_bin_type=True, default=self._default, autoreset=True)
+        self._max_frame = getattr(client, "max_frame_len", None) or (1 << 62)
+        self._limit = min(self.MAX_BYTES, self._max_frame - 64)  # a batch over this goes out first
+        # the inlined path takes calls that leave the batch below both bounds
+        self._fast_calls = self.MAX_CALLS - 1
+        self._fast_bytes = min(self.MAX_BYTES, self._limit)
+        self._arm = getattr(client, "arm", None)  # called when a batch starts (the asyncio timer)
 
     # releases ------------------------------------------------------------
     def _queue_release(self, hid: int) -> None:
@@ -91,15 +145,75 @@ class Session:
             self.releases.extend(ids)
 
     def flush_releases(self) -> None:
-        """Sends queued releases now as one NOTIFY (they otherwise ride on the next request)."""
+        """Sends queued releases (and any batched calls) now as one NOTIFY
+        (they otherwise ride on the next request)."""
+        with self._lock:
+            if not self.releases and not self._pend:
+                return
+            self._send_batch_locked()
+
+    # the batch ------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Calls made and not sent yet (they go out with the next request)."""
+        return len(self._pend)
+
+    def flush(self) -> None:
+        """Sends the batched calls now (one NOTIFY; nothing when there are none)."""
+        if self._pend:
+            with self._lock:
+                if self._pend:
+                    self._send_batch_locked()
+
+    def _send_batch_locked(self) -> None:
+        """Sends the batch (and the queued releases) as one NOTIFY. Under ``_lock``."""
+        calls, keep = self._pend, self._keep
+        self._pend, self._keep = [], []
+        nbytes, self._pend_bytes = self._pend_bytes, 0
         ids = self._take_releases()
-        if not ids:
-            return
+        rel = self._packer.pack(ids) if ids else b"\x90"
+        n = len(calls)
+        head = _ARRAY_HEADS[n] if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+        size = 2 + len(rel) + len(head) + nbytes
         try:
-            self.client.notify_raw(self.command, msgpack.packb([ids, [], None]))
+            self.client.send_dynamic(b"".join([_NOTIFY_HEAD(size, self.command), b"\x93", rel, head, *calls,
+                                               b"\xc0"]))
         except FramerpcError:
-            self._requeue(ids)
+            self._requeue(ids)  # the calls are lost with the connection; their proxies fail there
             raise
+        finally:
+            del keep  # releases of handles only this batch used are queued now, for the next request
+        self.notifies += 1
+
+    def _request_body_locked(self, ref):
+        """A CALL's payload: the queued releases, the batch's calls (they go
+        with the fetch: one request) and ``ref`` (None: nil). Under ``_lock``.
+        Returns ``(body, ids, calls, keep)``; the caller drops ``keep`` once
+        the body is sent and puts ``ids`` and ``calls`` back if it could not be."""
+        calls, keep = self._pend, self._keep
+        if calls:
+            self._pend, self._keep = [], []
+            self._pend_bytes = 0
+        ids = self._take_releases()
+        P = self._packer
+        n = len(calls)
+        try:
+            body = b"".join((b"\x93", P.pack(ids) if ids else b"\x90",
+                             _ARRAY_HEADS[n] if n < 16 else b"\xdc" + n.to_bytes(2, "big"), *calls,
+                             P.pack(ref) if ref is not None else b"\xc0"))
+        except BaseException:
+            P.reset()
+            self._unsent_locked(ids, calls, keep)
+            raise
+        return body, ids, calls, keep
+
+    def _unsent_locked(self, ids, calls, keep) -> None:
+        """A request body that was not sent: its releases and calls wait for the next one."""
+        self._requeue(ids)
+        if calls:
+            self._pend[:0] = calls
+            self._pend_bytes += sum(map(len, calls))
+            self._keep[:0] = keep
 
     # packing ---------------------------------------------------------------
     def _arg(self, obj):
@@ -113,6 +227,14 @@ class Session:
         return obj
 
     def _default(self, obj):
+        if np is not None:
+            if obj.__class__ is _ndarray:
+                if obj.dtype.str not in _DTYPES:
+                    _check_dtype(obj.dtype, "ndarray")
+                if not obj.flags.c_contiguous:
+                    obj = np.ascontiguousarray(obj)
+                return {b"nd": True, b"type": obj.dtype.str, b"kind": b"", b"shape": list(obj.shape),
+                        b"data": obj.tobytes()}
         if isinstance(obj, Proxy):
             # docs/DYNAMIC.md: only top-level arguments (items of args, values of
             # kwargs) are resolved; a reference nested deeper would arrive as opaque data.
@@ -146,50 +268,230 @@ class Session:
 
     # requests --------------------------------------------------------------
     def call(self, target: "Proxy", args, kwargs) -> "Proxy":
-        failed = target._base if isinstance(target._base, _Failed) else None
-        label = target._label() + "()"
-        if failed is None:
+        base = target._base
+        bcls = base.__class__
+        if bcls is _Handle and len(args) == 1 and not kwargs:
+            # The common case, inlined: a method of a remote object called with
+            # one C-ordered array of a dtype and shape seen before (an action),
+            # joining a batch that has room.
+            a = args[0]
+            if a.__class__ is _ndarray and a.flags.c_contiguous:
+                head = _ND_HEADS.get((a.dtype, a.shape))
+                if head is not None:
+                    steps = target._steps
+                    P = self._packer
+                    with self._lock:
+                        pend = self._pend
+                        if 0 < len(pend) < self._fast_calls:
+                            slot = next(self._slots)
+                            item = b"".join((b"\x95\x01", P.pack(slot), P.pack((base.id, *steps)), b"\x91", head,
+                                             a.tobytes(), b"\x80"))
+                            nb = self._pend_bytes + len(item)
+                            if nb < self._fast_bytes and slot < SERVER_HANDLES:
+                                h = _new(_Handle)
+                                _set_hs(h, self)
+                                _set_hid(h, slot)
+                                _set_hlbl(h, (base._lbl, steps))
+                                _set_hdesc(h, None)
+                                pend.append(item)
+                                self._pend_bytes = nb
+                                self._keep += (h, base)
+                                p = _new(Proxy)
+                                _set_s(p, self)
+                                _set_base(p, h)
+                                _set_steps(p, ())
+                                _set_kids(p, None)
+                                return p
+                            return self._enqueue_locked(target, base, bcls, steps, base._lbl, slot, item, None)
+        if bcls is _Failed:
+            return _proxy(Proxy, self, base, ())
+        keep = None
+        for x in args:
+            if isinstance(x, Proxy):
+                args, keep = self._resolve_args(target, args, keep)
+                if args.__class__ is Proxy:
+                    return args  # a failed argument poisons the call
+                break
+        if kwargs:
+            for x in kwargs.values():
+                if isinstance(x, Proxy):
+                    kwargs, keep = self._resolve_args(target, kwargs, keep)
+                    if kwargs.__class__ is Proxy:
+                        return kwargs
+                    break
+        steps = target._steps
+        if bcls is _Handle:
+            ref = (base.id, *steps)
+            lbl = base._lbl
+        else:
+            ref = (base.name, *steps)
+            lbl = base.name
+        with self._lock:
             slot = next(self._slots)
             if slot >= SERVER_HANDLES:
-                failed = _Failed(FramerpcError("this session has used all 2^32-1 call slots"))
-        if failed is not None:
-            return Proxy(self, failed, ())
-        ids = self._take_releases()
+                return _proxy(Proxy, self, _Failed(FramerpcError("this session has used all 2^32-1 call slots")), ())
+            P = self._packer
+            try:
+                if len(args) == 1 and args[0].__class__ is _ndarray and not kwargs:  # one array (an action)
+                    a = args[0]
+                    head = _ND_HEADS.get((a.dtype, a.shape)) if a.flags.c_contiguous else None
+                    if head is not None:
+                        item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), b"\x91", head, a.tobytes(),
+                                         b"\x80"))
+                    else:
+                        item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), self._pack_args(args), b"\x80"))
+                else:
+                    item = b"".join((b"\x95\x01", P.pack(slot), P.pack(ref), self._pack_args(args),
+                                     self._pack_kwargs(kwargs) if kwargs else b"\x80"))
+            except (EncodeError, TypeError, ValueError, OverflowError) as e:
+                P.reset()
+                raise EncodeError(f"arguments of {target._label()}(): {e}") from None
+            return self._enqueue_locked(target, base, bcls, steps, lbl, slot, item, keep)
+
+    def _enqueue_locked(self, target, base, bcls, steps, lbl, slot, item, keep) -> "Proxy":
+        """Puts a packed call into the batch (sending the batch when it is
+        full) and returns its proxy. Under ``_lock``."""
+        if slot >= SERVER_HANDLES:
+            return _proxy(Proxy, self, _Failed(FramerpcError("this session has used all 2^32-1 call slots")), ())
+        n = len(item)
+        pend = self._pend
+        nb = self._pend_bytes + n
+        if nb > self._limit:
+            if n + 64 > self._max_frame:
+                return _proxy(Proxy, self, _Failed(FrameTooLarge(n + 64, self._max_frame)), ())
+            if pend:
+                self._send_quietly()  # what came before goes first; this call starts the next batch
+                pend = self._pend
+                nb = n
+        if not pend and self._arm is not None:
+            self._arm()
+        h = _new(_Handle)
+        _set_hs(h, self)
+        _set_hid(h, slot)
+        _set_hlbl(h, (lbl, steps))
+        _set_hdesc(h, None)
+        pend.append(item)
+        self._pend_bytes = nb
+        if bcls is _Handle:
+            self._keep += (h, base)
+        else:
+            self._keep.append(h)
+        if keep is not None:
+            self._keep.extend(keep)
+        if nb >= self.MAX_BYTES or len(pend) >= self.MAX_CALLS:
+            self._send_quietly()
+        p = _new(Proxy)
+        _set_s(p, self)
+        _set_base(p, h)
+        _set_steps(p, ())
+        _set_kids(p, None)
+        return p
+
+    def _resolve_args(self, target, args, keep):
+        """Arguments (a tuple or a dict) with each proxy turned into an ext 1
+        reference; the handles they name are added to ``keep``. Returns a
+        failed proxy instead when an argument is one."""
+        items = args.items() if isinstance(args, dict) else enumerate(args)
+        out = {} if isinstance(args, dict) else list(args)
+        keep = [] if keep is None else keep
+        for k, x in items:
+            if isinstance(x, Proxy):
+                try:
+                    out[k] = self._arg(x)
+                except _PoisonedArg as p:
+                    return _proxy(Proxy, self, p.failure, ()), keep
+                except (EncodeError, TypeError, ValueError, OverflowError) as e:
+                    raise EncodeError(f"arguments of {target._label()}(): {e}") from None
+                keep.append(x._base)
+            else:
+                out[k] = x
+        return out, keep
+
+    def _pack_args(self, a) -> bytes:
+        """The msgpack array of a call's arguments (under ``_lock``: the session's packer)."""
+        for x in a:
+            if x.__class__ is _ndarray:
+                break
+        else:
+            return self._packer.pack(a)
+        n = len(a)
+        parts = [_ARRAY_HEADS[n] if n < 16 else self._array_head(n)]
+        for x in a:
+            parts.append(self._pack_nd(x) if x.__class__ is _ndarray else self._packer.pack(x))
+        return b"".join(parts)
+
+    def _pack_kwargs(self, kw) -> bytes:
+        for x in kw.values():
+            if x.__class__ is _ndarray:
+                break
+        else:
+            return self._packer.pack(kw)
+        P = self._packer
+        n = len(kw)
+        parts = [bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")]
+        for k, x in kw.items():
+            parts.append(P.pack(k))
+            parts.append(self._pack_nd(x) if x.__class__ is _ndarray else P.pack(x))
+        return b"".join(parts)
+
+    @staticmethod
+    def _array_head(n) -> bytes:
+        return b"\xdc" + n.to_bytes(2, "big") if n < 0x10000 else b"\xdd" + n.to_bytes(4, "big")
+
+    def _pack_nd(self, a) -> bytes:
+        """An ndarray as msgpack-numpy's map, the bytes before its data kept per dtype and shape."""
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        key = (a.dtype, a.shape)
+        head = _ND_HEADS.get(key)
+        if head is None:
+            if a.dtype.str not in _DTYPES:
+                _check_dtype(a.dtype, "ndarray")
+            P = self._packer
+            head = b"".join((b"\x85", P.pack(b"nd"), b"\xc3", P.pack(b"type"), P.pack(a.dtype.str),
+                             P.pack(b"kind"), P.pack(b""), P.pack(b"shape"), P.pack(list(a.shape)),
+                             P.pack(b"data"), _bin_head(a.nbytes)))
+            if len(_ND_HEADS) < 256:
+                _ND_HEADS[key] = head
+        return head + a.tobytes()
+
+    def _send_quietly(self) -> None:
+        """Sends the batch from a call: a call never raises for the connection
+        (its proxy fails where it is used, as the connection's end says)."""
         try:
-            body = self.pack([ids, [[OP_CALL, slot, target._ref(), [self._arg(a) for a in args],
-                                     {k: self._arg(v) for k, v in kwargs.items()}]], None])
-        except _PoisonedArg as p:
-            self._requeue(ids)
-            return Proxy(self, p.failure, ())
-        except (EncodeError, TypeError, ValueError, OverflowError) as e:
-            self._requeue(ids)
-            raise EncodeError(f"arguments of {label}: {e}") from None
-        try:
-            self.client.notify_raw(self.command, body)
-        except FramerpcError as e:
-            self._requeue(ids)
-            return Proxy(self, _Failed(type(e)(f"call {label} was not sent: {e}") if isinstance(e, Disconnected)
-                                       else e), ())
-        self.notifies += 1
-        return Proxy(self, _Handle(self, slot, label), ())
+            self._send_batch_locked()
+        except FramerpcError:
+            pass
 
     def request(self, fetch: "Proxy | None", timeout=None, describe=False):
-        """One CALL: queued releases, no calls, and the fetch (nil for ``sync``).
+        """One CALL: the queued releases, the batched calls and the fetch (nil
+        for ``sync``), one request.
 
         For ``sync`` (no fetch), refusals not yet taken are raised as one
         :class:`RemoteError` and forgotten (each is reported once)."""
-        ids = self._take_releases()
         ref = None if fetch is None else fetch._ref()
         if describe:
             ref.append([STEP_DESCRIBE, None])
-        body = msgpack.packb([ids, [], ref], use_bin_type=True, default=self._default)
-        label = "sync" if fetch is None else fetch._label()
-        try:
-            cid, w = self.client._start(self.command, body)
-        except FramerpcError:
-            self._requeue(ids)
-            raise
-        reply = self.client._finish(cid, w, timeout, label)
+        label = "sync" if fetch is None else None
+        with self._lock:
+            body, ids, calls, keep = self._request_body_locked(ref)
+            try:
+                cid, w = self.client._start(self.command, body)
+            except FrameTooLarge:
+                # the batch and the fetch do not fit one frame: the batch goes first, on its own
+                self._unsent_locked(ids, calls, keep)
+                self._send_batch_locked()
+                body, ids, calls, keep = self._request_body_locked(ref)
+                try:
+                    cid, w = self.client._start(self.command, body)
+                except BaseException:
+                    self._unsent_locked(ids, calls, keep)
+                    raise
+            except BaseException:
+                self._unsent_locked(ids, calls, keep)
+                raise
+        del keep  # releases of handles only the batch used are queued now, for the next request
+        reply = self.client._finish(cid, w, timeout, label or fetch._label)
         value = self._open(self.unpack(reply))
         if fetch is None and self.refusals:
             refused = self.take_refusals()
@@ -239,8 +541,18 @@ class Session:
 
     def known(self, p: "Proxy") -> dict | None:
         """``p``'s description if this connection has it already (no I/O)."""
-        where = self._cache_of(p)
-        return None if where is None else where[0].get(where[1])
+        b = p._base
+        cls = b.__class__
+        try:
+            if cls is _Handle:
+                d = b.described
+                return None if d is None else d.get(p._steps)
+            if cls is _Root:
+                d = self._described
+                return d.get((b.name, p._steps)) if d else None
+        except TypeError:  # an unhashable index
+            return None
+        return None
 
     def remember(self, p: "Proxy", d: dict) -> None:
         """Keeps ``p``'s description, and those its members carry (a function's
@@ -302,21 +614,52 @@ class _Root:
 
 
 class _Handle:
-    """Keeps a server handle alive; when the last proxy using it goes, its release is queued."""
+    """Keeps a server handle alive; when the last proxy using it goes, its release is queued.
 
-    __slots__ = ("session", "id", "label", "described", "__weakref__")
+    Its label (``sim.make().step()``, for messages) is made when first asked:
+    ``_lbl`` is a str, or ``(parent's _lbl, steps)`` for a call's result."""
+
+    __slots__ = ("session", "id", "_lbl", "described", "__weakref__")
 
     def __init__(self, session, hid, label):
         self.session = session
         self.id = hid
-        self.label = label
+        self._lbl = label
         self.described = None  # steps -> description, once asked
+
+    @property
+    def label(self) -> str:
+        lbl = self._lbl
+        if lbl.__class__ is not str:
+            lbl = self._lbl = _resolve_label(lbl)
+        return lbl
 
     def __del__(self):
         try:
-            self.session._queue_release(self.id)
+            self.session.releases.append(self.id)  # as _queue_release, one call less
         except Exception:  # interpreter shutdown
             pass
+
+
+def _lbl_of(base):
+    """What a call's result keeps of its target's base for its label (no reference to a handle)."""
+    cls = base.__class__
+    if cls is _Root:
+        return base.name
+    if cls is _Handle:
+        return base._lbl
+    return "<failed>"
+
+
+def _resolve_label(lbl) -> str:
+    """The text of a lazy label: ``(parent, steps)`` pairs down to a str (no recursion)."""
+    chain = []
+    while lbl.__class__ is not str:
+        lbl, steps = lbl
+        chain.append(steps)
+    for steps in reversed(chain):
+        lbl = lbl + "".join(_step_label(st) for st in steps) + "()"
+    return lbl
 
 
 class _Failed:
@@ -356,15 +699,16 @@ class Proxy:
     chained calls stay one-way and pipelined.
     """
 
-    __slots__ = ("_s", "_base", "_steps")
+    __slots__ = ("_s", "_base", "_steps", "_kids")
 
     def __init__(self, session, base, steps):
-        object.__setattr__(self, "_s", session)
-        object.__setattr__(self, "_base", base)
-        object.__setattr__(self, "_steps", steps)
+        _set_s(self, session)
+        _set_base(self, base)
+        _set_steps(self, steps)
+        _set_kids(self, None)
 
     def _derive(self, step) -> "Proxy":
-        if isinstance(self._base, _Failed):
+        if self._base.__class__ is _Failed:
             return self
         cls = Proxy
         if step[0] == STEP_ATTR:
@@ -375,11 +719,33 @@ class Proxy:
                     raise AttributeError(_no_member(self, d, step[1]))
                 if kind in _CALLABLES:
                     cls = RemoteFunction
-        return cls(self._s, self._base, self._steps + (step,))
+        return _proxy(cls, self._s, self._base, self._steps + (step,))
 
     def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__") or name.startswith(("_ipython", "_repr_")):
+        if name[:1] == "_" and (name.startswith("__") and name.endswith("__")
+                                or name.startswith(("_ipython", "_repr_"))):
             raise AttributeError(name)
+        b = self._base
+        if b.__class__ is _Handle and b.described is None:
+            # The common case, inlined: nothing known about the value. The
+            # member's proxy is kept on this one (no cycle: it names the
+            # handle, not this proxy), so env.step in a loop is made once.
+            kids = self._kids
+            if kids is None:
+                kids = {}
+                _set_kids(self, kids)
+            else:
+                p = kids.get(name)
+                if p is not None:
+                    return p
+            p = _new(Proxy)
+            _set_s(p, self._s)
+            _set_base(p, b)
+            _set_steps(p, (*self._steps, (STEP_ATTR, name)))
+            _set_kids(p, None)
+            if len(kids) < 64:
+                kids[name] = p
+            return p
         return self._derive((STEP_ATTR, name))
 
     def __getitem__(self, key):
@@ -388,10 +754,13 @@ class Proxy:
         return self._derive((STEP_INDEX, key))
 
     def __call__(self, *args, **kwargs):
-        d = self._s.known(self) if not isinstance(self._base, _Failed) else None
-        if d is not None:
-            _check_call(self, d, args, kwargs)
-        return self._s.call(self, args, kwargs)
+        s = self._s
+        b = self._base
+        if b.__class__ is not _Handle or b.described is not None:
+            d = s.known(self)
+            if d is not None:
+                _check_call(self, d, args, kwargs)
+        return s.call(self, args, kwargs)
 
     def __setattr__(self, name, value):
         raise AttributeError("remote attributes are read-only through a proxy")
@@ -437,8 +806,7 @@ class Proxy:
 
     def _ref(self):
         b = self._base
-        base = b.name if isinstance(b, _Root) else b.id
-        return [base, *([k, v] for k, v in self._steps)]
+        return [b.name if b.__class__ is _Root else b.id, *map(list, self._steps)]
 
     def _label(self):
         b = self._base
@@ -467,6 +835,23 @@ class RemoteFunction(Proxy):
 
     def __get__(self, obj, objtype=None):
         return self  # never bound: stored on a class or a module it stays the remote function
+
+
+_set_s, _set_base, _set_steps, _set_kids = (Proxy._s.__set__, Proxy._base.__set__, Proxy._steps.__set__,
+                                            Proxy._kids.__set__)
+_new = object.__new__
+_set_hs, _set_hid, _set_hlbl, _set_hdesc = (_Handle.session.__set__, _Handle.id.__set__, _Handle._lbl.__set__,
+                                            _Handle.described.__set__)
+
+
+def _proxy(cls, session, base, steps) -> Proxy:
+    """A new proxy without the cost of __init__ (its slots are set directly)."""
+    p = _new(cls)
+    _set_s(p, session)
+    _set_base(p, base)
+    _set_steps(p, steps)
+    _set_kids(p, None)
+    return p
 
 
 def _member_kind(d: dict, name) -> str | None:

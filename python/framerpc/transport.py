@@ -47,9 +47,10 @@ class TcpTransport:
     over 64 KiB is read straight into a buffer of exactly its length (after
     the limit check), which is handed on as it is: no copy.
 
-    Writing: one ``sendall`` per frame; NOTIFY frames sent with ``more=True``
-    wait in a small queue and go out with the next frame, or when
-    :meth:`flush` runs (the client's keeper does within 20 ms), in one write.
+    Writing: one ``sendall`` per frame, or for all the frames that threads
+    sent while another write was under way; NOTIFY frames sent with
+    ``more=True`` wait in a small queue and go out with the next frame, or
+    when :meth:`flush` runs (the client's keeper does within 20 ms), in one write.
     An exception in the middle of a write (KeyboardInterrupt included)
     closes the connection: a partial frame is never followed by another.
     """
@@ -71,9 +72,15 @@ class TcpTransport:
         # A second socket object on the same connection for the reader, so
         # its short read timeout (the heartbeat tick) never bounds a write.
         self._r = sock.dup()
+        # And one without a timeout for the first try of each write: a socket
+        # with a timeout polls before every send, this one sends at once
+        # (the connection's file is non-blocking either way).
+        self._wn = sock.dup()
+        self._wn.settimeout(0.0)
         self._wlock = threading.Lock()
         self._queued: list = []
         self._queued_len = 0
+        self._writing = None  # the token of the thread in _write_all
         self._buf = bytearray(self.BUF)
         self._mv = memoryview(self._buf)
         self._start = 0  # unread bytes are _buf[_start:_end]
@@ -91,45 +98,72 @@ class TcpTransport:
     # -- writing ---------------------------------------------------------------
     def send(self, frame, more: bool = False) -> None:
         """Writes one whole frame (after any queued ones). ``more``: a NOTIFY
-        that may wait for the next write or :meth:`flush`."""
+        that may wait for the next write or :meth:`flush`.
+
+        Threads that send at the same time share writes: a frame is queued,
+        and the thread that finds no write under way writes everything
+        queued, again and again until the queue is empty (each of its
+        writes takes all that came in during the one before); the others
+        return at once. Frames keep their order."""
         with self._wlock:
             if self._closed:
                 raise Disconnected(self.broken or f"connection to {self.peer} closed")
-            if more:
-                q = self._queued
-                q.append(frame)
-                self._queued_len += len(frame)
-                if self._queued_len < self.FLUSH_AT:
-                    return
-                frame = None
-            self._write(frame)
+            self._queued.append(frame)
+            self._queued_len += len(frame)
+            if (more and self._queued_len < self.FLUSH_AT) or self._writing is not None:
+                return
+            self._writing = me = object()
+            q = self._queued
+            self._queued = []
+            self._queued_len = 0
+        self._write_all(q, me)
 
     def flush(self) -> None:
         """Sends queued NOTIFY frames now."""
         with self._wlock:
-            if self._queued and not self._closed:
-                self._write(None)
-
-    def _write(self, frame) -> None:
-        q = self._queued
-        if q:
-            data = b"".join(q if frame is None else q + [frame])
-        else:
-            data = frame
-        started = done = False
-        try:
-            q.clear()
+            if not self._queued or self._closed or self._writing is not None:
+                return
+            self._writing = me = object()
+            q = self._queued
+            self._queued = []
             self._queued_len = 0
-            started = True
-            self._w.sendall(data)
-            done = True
-        except OSError as e:
-            self._close_locked(f"connection to {self.peer} lost while sending: {e}")
-            raise Disconnected(self.broken) from e
+        self._write_all(q, me)
+
+    def _write_all(self, q, me) -> None:
+        """The writer's loop (``_writing`` is ``me``): writes ``q``, then what
+        was queued meanwhile, until nothing is."""
+        w, wn = self._w, self._wn
+        try:
+            while True:
+                data = q[0] if len(q) == 1 else b"".join(q)
+                done = False
+                try:
+                    try:
+                        n = wn.send(data)
+                    except (BlockingIOError, InterruptedError):
+                        n = 0
+                    if n < len(data):
+                        w.sendall(memoryview(data)[n:])  # the rest, waiting as long as the write timeout
+                    done = True
+                except OSError as e:
+                    self._close_locked(f"connection to {self.peer} lost while sending: {e}")
+                    raise Disconnected(self.broken) from e
+                finally:
+                    if not done and not self._closed:
+                        self._close_locked("the connection was closed because a send was interrupted in the "
+                                           "middle of a frame (a partial frame is never followed by another)")
+                with self._wlock:
+                    q = self._queued
+                    if not q or self._closed:
+                        self._writing = None
+                        return
+                    self._queued = []
+                    self._queued_len = 0
         finally:
-            if started and not done and not self._closed:
-                self._close_locked("the connection was closed because a send was interrupted in the middle "
-                                   "of a frame (a partial frame is never followed by another)")
+            if self._writing is me:  # left by an exception: no longer the writer
+                with self._wlock:
+                    if self._writing is me:
+                        self._writing = None
 
     def _close_locked(self, reason: str) -> None:
         self.broken = reason
@@ -245,10 +279,11 @@ class TcpTransport:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        try:
-            self._w.close()
-        except OSError:
-            pass
+        for s in (self._w, self._wn):
+            try:
+                s.close()
+            except OSError:
+                pass
 
     def close_reader(self) -> None:
         try:

@@ -50,8 +50,24 @@ def test_proxies_and_materialize():
                 r = None
                 for _ in range(10):
                     r = env.step(np.array([0.5], np.float32))
+                notes0 = c.notifies_sent
+                assert c.session.pending == 10
                 assert isinstance(await aio.materialize(r[1]), float)
                 assert c.calls_sent - calls0 == 1  # ten calls, one round trip
+                assert c.notifies_sent == notes0  # the calls rode in the fetch's request
+                # calls nobody fetches go out as one NOTIFY on the loop's next turn
+                for _ in range(3):
+                    r = env.step(np.array([0.5], np.float32))
+                assert c.session.pending == 3
+                await asyncio.sleep(0)
+                assert (c.session.pending, c.notifies_sent) == (0, notes0 + 1)
+                # any other frame takes them first: here a raw NOTIFY that names the slot just used
+                env2 = c.root("sim").make("pendulum")
+                c.notify_raw(0xFF10, framerpc.dynamic.Session.pack(c.session, [[], [
+                    [1, env2._base.id, ["math", [0, "pow"]], [2, 1], {}]], None]))
+                assert await aio.materialize(env2.name) == "pendulum"
+                (refused,) = c.session.take_refusals()
+                assert refused["message"].startswith(f"slot {env2._base.id} is in use")
                 assert await aio.materialize(c.root("math").pow(3, 2)) == 9
                 with pytest.raises(framerpc.RemoteError, match="unknown environment"):
                     await aio.materialize(c.root("sim").make("unicycle").reset())

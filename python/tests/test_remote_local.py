@@ -48,12 +48,14 @@ def test_hasattr_true_only_for_declared_members_once_known(c):  # noqa: F811
         sim.mkae
     assert "has no member 'mkae'" in str(e.value) and "echo, make" in str(e.value)
     env = sim.make("pendulum")
+    early = env.reset  # before the description: a plain proxy (made once, then kept on env)
+    assert type(early) is framerpc.dynamic.Proxy and env.reset is early and env.rest is env.rest
     framerpc.describe(env)
     assert hasattr(env, "reset") and hasattr(env, "name") and not hasattr(env, "rest")
     assert isinstance(env.reset, RemoteFunction) and not hasattr(env.reset, "anything")
     assert not hasattr(c.root("math"), "tau") and hasattr(c.root("math"), "pi")
     assert calls(c) == n + 1  # the object's description, nothing else
-    assert c.notifies_sent == notes + 1  # only the make() call went out
+    assert c.notifies_sent == notes  # the make() call went with it, in the same request
     # a proxy whose description is not known stays lazy: nothing is asked on attribute access
     fresh = sim.make("cartpole")
     n = calls(c)
@@ -164,8 +166,9 @@ def test_chained_calls_stay_one_way_once_described(c):  # noqa: F811
     r = None
     for _ in range(5):
         r = env.step(np.array([0.5], np.float32))
-    assert (calls(c), c.notifies_sent) == (n, notes + 5)
+    assert (calls(c), c.notifies_sent, c.session.pending) == (n, notes, 5)  # batched, nothing waited
     assert framerpc.materialize(r[4]) == {"steps": 5}
+    assert (calls(c), c.notifies_sent) == (n + 1, notes)  # the five calls and the fetch: one CALL
 
 
 def test_aio_describe_then_local_checks(sim_addr):  # noqa: F811

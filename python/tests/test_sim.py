@@ -12,6 +12,7 @@ One round trip is proven by the client's own frame counters.
 """
 
 import gc
+import time
 import socket
 import struct
 
@@ -110,12 +111,45 @@ def test_k_chained_calls_one_round_trip(c):
     for _ in range(k):
         r = env.step(act(0.5))
     assert (c.calls_sent - calls0, c.frames_received - recv0) == (0, 0)  # nothing waited yet
+    assert c.session.pending == k + 2  # batched: nothing sent yet either
     reward = framerpc.materialize(r[1])
     assert isinstance(reward, float)
-    # make + reset + k steps as one-way NOTIFYs, then exactly one CALL and one REPLY
-    assert c.notifies_sent - notifies0 == k + 2
+    # make + reset + k steps and the fetch as ONE request: one CALL frame and one REPLY
+    assert c.notifies_sent - notifies0 == 0 and c.session.pending == 0
     assert c.calls_sent - calls0 == 1
     assert c.frames_received - recv0 == 1
+
+
+def test_a_batch_goes_out_before_any_other_frame_and_on_the_keepers_timer(c, monkeypatch):
+    notes = c.notifies_sent
+    with monkeypatch.context() as m:
+        m.setattr(c.session, "flush", lambda: None)  # the keeper's timer must not split the batch here
+        env = c.root("sim").make("pendulum")
+        env.reset(seed=1)
+        assert c.session.pending == 2
+    assert c.ping(b"x") == b"x"  # any frame on the connection takes the batch first
+    assert (c.session.pending, c.notifies_sent) == (0, notes + 1)
+    r = env.step(act(0.5))
+    deadline = time.monotonic() + 5
+    while c.session.pending:  # nobody fetches: the keeper sends it within about 20 ms
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert c.notifies_sent == notes + 2
+    assert framerpc.materialize(r[4]) == {"steps": 1}
+
+
+def test_a_batch_is_bounded(c, monkeypatch):
+    math = c.root("math")
+    notes = c.notifies_sent
+    with monkeypatch.context() as m:
+        m.setattr(c.session, "flush", lambda: None)  # only the bounds send here
+        rs = [math.pow(2, i) for i in range(c.session.MAX_CALLS)]
+        assert c.session.pending == 0 and c.notifies_sent == notes + 1  # full: sent at once
+        big = np.zeros(c.session.MAX_BYTES, np.uint8)
+        r = c.root("sim").echo(big)  # over the byte bound on its own: sent at once
+        assert c.session.pending == 0 and c.notifies_sent == notes + 2
+    assert framerpc.materialize(rs[-1]) == 2.0 ** (c.session.MAX_CALLS - 1)
+    assert np.array_equal(framerpc.materialize(r), big)
 
 
 def test_big_endian_action_is_accepted(c):
@@ -219,7 +253,10 @@ def test_dropped_proxies_release_their_handles(c):
 
 def test_kept_proxies_hit_the_bound_then_release(c):
     math = c.root("math")
-    kept = [math.pow(2, 1) for _ in range(BOUND + 1)]
+    kept = [math.pow(2, 1) for _ in range(BOUND)]
+    c.session.flush()  # the next call is a batch (a request) of its own ...
+    kept.append(math.pow(2, 1))
+    c.session.flush()  # ... and a NOTIFY, not part of the fetch's request
     assert framerpc.materialize(kept[BOUND - 1]) == 2
     e = remote_error(kept[BOUND])
     assert "handle table full (1024 handles, the bound;" in e.message and "not run" in e.message
@@ -229,6 +266,49 @@ def test_kept_proxies_hit_the_bound_then_release(c):
     del kept, e
     gc.collect()
     assert framerpc.materialize(math.pow(3, 2)) == 9  # the release rode on this request
+
+
+def test_a_batch_of_calls_is_one_request_refused_whole(c, monkeypatch):
+    math = c.root("math")
+    kept = [math.pow(2, 1) for _ in range(BOUND - 3)]
+    c.sync()
+    with monkeypatch.context() as m:
+        m.setattr(c.session, "flush", lambda: None)  # the keeper's timer must not split the batch here
+        batch = [math.pow(3, 1) for _ in range(5)]  # five calls, three free handles
+    assert c.session.pending == 5
+    sent = c.notifies_sent
+    c.session.flush()  # one NOTIFY: refused whole, reported with the next reply
+    assert c.notifies_sent == sent + 1
+    assert framerpc.materialize(kept[-1]) == 2
+    (r,) = c.session.take_refusals()
+    assert r["calls"] == 5 and r["slots"] == [p._base.id for p in batch]
+    assert "handle table full" in r["message"]
+    for p in batch:  # none of them ran: each slot holds the refusal
+        e = remote_error(p)
+        assert "not run: its request was refused: handle table full" in e.message
+    del kept, batch, p, e
+    gc.collect()
+    assert framerpc.materialize(math.pow(3, 2)) == 9  # the releases rode on this request
+
+
+def test_a_fetch_carries_the_batch_and_a_refusal_fails_it(c, monkeypatch):
+    math = c.root("math")
+    kept = [math.pow(2, 1) for _ in range(BOUND - 3)]
+    c.sync()
+    with monkeypatch.context() as m:
+        m.setattr(c.session, "flush", lambda: None)
+        batch = [math.pow(3, 1) for _ in range(5)]
+    # the five calls and the fetch are one request: refused whole, the fetch raises the refusal
+    e = remote_error(kept[-1])
+    assert e.code == 3 and "handle table full" in e.message
+    assert e.message.endswith("the request was refused and none of its 5 calls ran")
+    assert c.session.take_refusals() == []  # reported once: as this error
+    for p in batch:
+        assert "not run: its request was refused" in remote_error(p).message
+    assert framerpc.materialize(kept[-1]) == 2  # what ran before is intact
+    del kept, batch, p, e
+    gc.collect()
+    assert framerpc.materialize(math.pow(3, 2)) == 9
 
 
 def test_handles_are_per_connection(c, sim_addr):

@@ -96,3 +96,43 @@ def test_dynamic_requests_built_as_the_vectors(vectors):
     # a describe step as the client writes it
     desc_v = [v for v in vectors["dynamic"] if v["name"].startswith("CALL describe")][0]
     assert desc_v["msgpack"][2] == [*math.pow._ref(), [framerpc.dynamic.STEP_DESCRIBE, None]]
+
+
+class _Capture:
+    """A connection that keeps the frames the session sends."""
+
+    max_frame_len = 1 << 20
+
+    def __init__(self):
+        self.frames = []
+
+    def send_dynamic(self, frame):
+        self.frames.append(frame)
+
+
+def test_a_batch_is_the_request_msgpack_would_write():
+    c = _Capture()
+    s = Session(c)
+    math, sim = s.root("math"), s.root("sim")
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    env = sim.make("pendulum")                      # slot 1
+    r = env.step(a[:, ::2], flag=True, arr=a)         # slot 2: a strided array, kwargs, an ndarray kwarg
+    p = math.pow(r, 2)                                # slot 3: a proxy argument
+    q = env[1]["k"](None, b"\x00", [1, [2]], {"x": np.int16(3)})  # slot 4: steps, nested values
+    assert s.pending == 4 and c.frames == []
+    s.flush()
+    (f,) = c.frames
+    h, payload = fr.decode_frame(f)
+    assert (h.kind, h.cmd, h.id) == (fr.NOTIFY, 0xFF10, 0)
+    ref = lambda *x: msgpack.ExtType(1, msgpack.packb(list(x)))  # noqa: E731
+    expected = [[], [
+        [1, 1, ["sim", [0, "make"]], ["pendulum"], {}],
+        [1, 2, [1, [0, "step"]], [s._default(np.ascontiguousarray(a[:, ::2]))], {"flag": True, "arr": s._default(a)}],
+        [1, 3, ["math", [0, "pow"]], [ref(2), 2], {}],
+        [1, 4, [1, [1, 1], [1, "k"]], [None, b"\x00", [1, [2]], {"x": s._default(np.int16(3))}], {}],
+    ], None]
+    assert payload == msgpack.packb(expected, use_bin_type=True)
+    assert s.pending == 0
+    del env, r, p, q
+    # the handles the batch named were kept until it went out; now their releases queue
+    assert sorted(s.releases) == [1, 2, 3, 4]
