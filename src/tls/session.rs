@@ -86,9 +86,26 @@ impl Session {
         super::subject::subject_name(cert.as_ref())
     }
 
+    #[cfg(feature = "ws")]
+    /// The socket under the session.
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    #[cfg(feature = "ws")]
+    /// The shared handle of the socket (for a [`Closer`]).
+    pub(crate) fn socket_arc(&self) -> &Arc<TcpStream> {
+        &self.sock
+    }
+
+    #[cfg(feature = "ws")]
+    pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     /// Encrypts `parts` (one frame) and writes the records in order, within
     /// the write timeout for the whole frame.
-    fn send_frame(&self, parts: &[&[u8]]) -> io::Result<()> {
+    pub(crate) fn send_frame(&self, parts: &[&[u8]]) -> io::Result<()> {
         let mut buf = self.send.lock();
         let mut w = Deadline::new(self.write_timeout);
         for part in parts {
@@ -137,9 +154,23 @@ impl Session {
         }
     }
 
+    #[cfg(feature = "ws")]
+    /// `close_notify`, sent briefly and best effort, then the socket is
+    /// shut for writing; reading goes on (a WebSocket reader drains after
+    /// its close frame).
+    pub(crate) fn shutdown_write(&self) {
+        if let Some(mut buf) = self.send.try_lock_for(Duration::from_millis(200)) {
+            self.tls.lock().send_close_notify();
+            let mut w = Deadline::new(self.write_timeout);
+            let _ = self.flush_locked(&mut buf, &mut w);
+            w.restore(&self.sock);
+        }
+        let _ = self.sock.shutdown(Shutdown::Write);
+    }
+
     /// `close_notify`, sent briefly and best effort, then the socket is
     /// shut both ways.
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Some(mut buf) = self.send.try_lock_for(Duration::from_millis(200)) {
             self.tls.lock().send_close_notify();
             let _ = self
