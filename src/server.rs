@@ -40,6 +40,8 @@ pub struct ServerBuilder {
     grace: Duration,
     on_connect: Option<PeerHook>,
     on_disconnect: Option<PeerHook>,
+    /// See [`ServerBuilder::trusted_proxies`].
+    pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
     #[cfg(feature = "ws")]
     pub(crate) ws: Option<crate::ws::WsConfig>,
     #[cfg(feature = "tls")]
@@ -74,6 +76,7 @@ impl Default for ServerBuilder {
             grace: DEFAULT_GRACE,
             on_connect: None,
             on_disconnect: None,
+            trusted_proxies: Arc::from([]),
             #[cfg(feature = "ws")]
             ws: None,
             #[cfg(feature = "tls")]
@@ -650,9 +653,13 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     if tune(&stream, &limits).is_err() {
         return;
     }
+    // A trusted proxy's PROXY line names the real client.
+    let Ok(forwarded) = crate::proxy::accept(shared, &stream) else {
+        return;
+    };
     #[cfg(feature = "tls")]
     if shared.config.tls.is_some() {
-        crate::tls::serve(shared, id, stream);
+        crate::tls::serve(shared, id, stream, forwarded);
         return;
     }
     // One handle of the socket for both halves and the closer, whatever
@@ -661,7 +668,7 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     // Bytes already read while telling a WebSocket upgrade from raw frames.
     #[cfg(feature = "ws")]
     let prefix = match &shared.config.ws {
-        Some(ws) => match crate::ws::serve_if_upgrade(shared, ws, id, &socket.0) {
+        Some(ws) => match crate::ws::serve_if_upgrade(shared, ws, id, &socket.0, forwarded) {
             crate::ws::Sniffed::Raw(bytes) if ws.raw_tcp => bytes,
             _ => return,
         },
@@ -669,7 +676,10 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     };
     #[cfg(not(feature = "ws"))]
     let prefix: Vec<u8> = Vec::new();
-    let writer = TcpWriter::new(&socket, &limits);
+    let mut writer = TcpWriter::new(&socket, &limits);
+    if forwarded.is_some() {
+        writer.peer = forwarded;
+    }
     let reader = FrameReader::with_prefix(socket, limits.max_frame_len, &prefix);
     run_conn(
         shared,

@@ -174,7 +174,7 @@ impl ClientBuilder {
                 .map_err(|e| hs_error(e, &who, self.connect_timeout))?;
             let _ = stream.set_read_timeout(Some(self.limits.tick()));
         }
-        let sess = Session::new(tls, stream, self.limits.write_timeout, who);
+        let sess = Session::new(tls, stream, self.limits.write_timeout, who, None);
         Ok((sess, early))
     }
 

@@ -58,13 +58,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// `peer`: the peer's address when a trusted proxy named it (else the
+    /// socket's).
     pub(crate) fn new(
         tls: Connection,
         sock: TcpStream,
         write_timeout: Option<Duration>,
         peer_name: String,
+        peer: Option<SocketAddr>,
     ) -> Arc<Self> {
-        let peer = sock.peer_addr().ok();
+        let peer = peer.or_else(|| sock.peer_addr().ok());
         let mut tls = tls;
         // Chunks are drained after each write: no limit needed on the
         // outgoing buffer (received plaintext is drained after each feed).

@@ -21,5 +21,14 @@ pub(crate) fn serve(
     read: TlsRead,
     deadline: Instant,
 ) {
-    crate::ws::serve_upgrade(shared, ws, id, Source::Tls(read), Sink::Tls(sess), deadline);
+    let peer = sess.peer_addr();
+    crate::ws::serve_upgrade(
+        shared,
+        ws,
+        id,
+        Source::Tls(read),
+        Sink::Tls(sess),
+        deadline,
+        peer,
+    );
 }

@@ -4,7 +4,7 @@
 //! other.
 
 use std::io::{self, Read};
-use std::net::{IpAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,7 @@ pub(crate) fn serve_if_upgrade(
     ws: &WsConfig,
     id: u64,
     socket: &Arc<TcpStream>,
+    forwarded: Option<SocketAddr>,
 ) -> Sniffed {
     let stream: &TcpStream = socket;
     let limits = shared.config.limits;
@@ -102,13 +103,16 @@ pub(crate) fn serve_if_upgrade(
         Source::Tcp(Arc::clone(socket)),
         Sink::Tcp(Arc::clone(socket)),
         deadline,
+        forwarded.or_else(|| stream.peer_addr().ok()),
     );
     Sniffed::Handled
 }
 
 /// Serves a WebSocket upgrade whose `GET ` was read from `input` (a plain
 /// socket, or the plaintext of a TLS session), until the connection ends.
-/// `deadline` bounds the rest of the handshake.
+/// `deadline` bounds the rest of the handshake. `peer`: the peer's
+/// address so far (a trusted proxy's PROXY line may have named it); a
+/// trusted proxy's `X-Forwarded-For` or `X-Real-IP` replaces it.
 pub(crate) fn serve_upgrade(
     shared: &Arc<Shared>,
     ws: &WsConfig,
@@ -116,16 +120,20 @@ pub(crate) fn serve_upgrade(
     input: Source,
     sink: Sink,
     deadline: Instant,
+    peer: Option<SocketAddr>,
 ) {
     let max_frame_len = shared.config.limits.max_frame_len;
     let tick = shared.config.limits.tick();
-    if let Some((out, services, ws_socket)) = handshake(shared, ws, input, sink, deadline) {
+    if let Some((out, services, ws_socket, forwarded)) =
+        handshake(shared, ws, input, sink, deadline)
+    {
         let mut reader = WsReader::new(ws_socket, max_frame_len);
         reader.set_read_timeout(tick);
+        let peer = forwarded.map(|ip| SocketAddr::new(ip, 0)).or(peer);
         run_conn(
             shared,
             id,
-            Box::new(WsWriter::new(out)),
+            Box::new(WsWriter::new(out, peer)),
             Box::new(reader),
             services,
         );
@@ -136,6 +144,8 @@ type Accepted = (
     super::stream::SharedOut,
     Services,
     tungstenite::WebSocket<WsStream>,
+    // The client address a trusted proxy's headers named.
+    Option<IpAddr>,
 );
 
 /// Reads the HTTP head (already started with `GET `) and runs tungstenite's
@@ -161,6 +171,12 @@ fn handshake(
     let out = Out::shared(sink.clone(), false);
     let st = WsStream::new(input, Arc::clone(&out), head, false);
     let mut chosen: Option<Arc<Router>> = None;
+    let mut forwarded: Option<IpAddr> = None;
+    let proxies = &shared.config.trusted_proxies;
+    let from_proxy = !proxies.is_empty()
+        && stream
+            .peer_addr()
+            .is_ok_and(|a| crate::proxy::trusted(proxies, a.ip()));
     let token = shared.services.token.clone();
     let local_ip = stream.local_addr().ok().map(|a| a.ip());
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -183,6 +199,16 @@ fn handshake(
             }
         }
         chosen = Some(Arc::clone(router));
+        if from_proxy {
+            let h = req.headers();
+            let xff: Vec<&[u8]> = h
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let real = h.get("x-real-ip").map(|v| v.as_bytes());
+            forwarded = crate::proxy::from_headers(proxies, &xff, real);
+        }
         Ok(resp)
     };
     // The head is complete in memory: the handshake reads no socket, and
@@ -218,7 +244,7 @@ fn handshake(
         token: None,
         ..shared.services.clone()
     };
-    Some((out, services, socket))
+    Some((out, services, socket, forwarded))
 }
 
 /// The `Host` check (see [`WsConfig::allowed_hosts`]): on an open server,

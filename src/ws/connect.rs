@@ -117,7 +117,7 @@ impl ClientBuilder {
         let tail = st.tail_after_head();
         st.serve(tail);
         let reader = WsReader::from_stream(st, self.limits.max_frame_len);
-        Ok((peer, Box::new(WsWriter::new(out)), Box::new(reader)))
+        Ok((peer, Box::new(WsWriter::new(out, peer)), Box::new(reader)))
     }
 
     /// The byte stream under a WebSocket connection: TCP, or TCP and the

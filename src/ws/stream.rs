@@ -482,9 +482,9 @@ pub(crate) struct WsWriter {
 }
 
 impl WsWriter {
-    pub(crate) fn new(out: SharedOut) -> Self {
+    /// `peer`: the peer's address (behind a trusted proxy, the client's).
+    pub(crate) fn new(out: SharedOut, peer: Option<SocketAddr>) -> Self {
         let sink = out.lock().stream.clone();
-        let peer = sink.peer_addr();
         Self { out, sink, peer }
     }
 }
