@@ -1277,6 +1277,9 @@ def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, conne
             return TcpTransport(a[1], a[2], connect_timeout, write_timeout, max_frame_len,
                                 ssl_context=ctx, server_hostname=server_hostname)
         auth = None if token is None else (token.encode("utf-8") if isinstance(token, str) else bytes(token))
-    return Client(dial, timeout=timeout, max_frame_len=max_frame_len, ping_after=ping_after,
+    # The reader wakes at least 4 times per heartbeat period, so short
+    # heartbeats (behind a proxy with a short idle timeout) are kept.
+    tick = min([1.0] + [v / 4 for v in (ping_after, idle_timeout) if v])
+    return Client(dial, timeout=timeout, max_frame_len=max_frame_len, ping_after=ping_after, tick=tick,
                   idle_timeout=idle_timeout, auth=auth, token_sent=token is not None, auth_timeout=connect_timeout,
                   handlers=handlers, handler_threads=handler_threads, reconnect=reconnect, name=name)

@@ -3,6 +3,7 @@ is committed): a lab CA, a server certificate for ``localhost`` and
 ``127.0.0.1``, a client certificate ``alice``, and another CA."""
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -12,7 +13,9 @@ def _run(args, cwd):
     try:
         subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
     except FileNotFoundError:
-        pytest.fail("the openssl command is needed to make test certificates", pytrace=False)
+        if shutil.which("openssl") is None:
+            pytest.fail("the openssl command is needed to make test certificates", pytrace=False)
+        raise
     except subprocess.CalledProcessError as e:
         pytest.fail(f"openssl {' '.join(args)} failed: {e.stderr.decode(errors='replace')}", pytrace=False)
 
@@ -39,6 +42,7 @@ def _leaf(d, name, cn, ca, ext):
 class Lab:
     def __init__(self, d):
         self.dir = d
+        os.makedirs(d, exist_ok=True)
         _ca(d, "ca", "framerpc test lab CA")
         _ca(d, "other_ca", "someone else's CA")
         _leaf(d, "server", "localhost", "ca",
