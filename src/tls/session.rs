@@ -41,7 +41,7 @@ use crate::error::Error;
 use crate::frame::{Frame, FrameReader};
 
 /// Plaintext encrypted per turn of the state machine's lock.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// Ciphertext read from the socket per read call.
 const READ_BUF: usize = 64 * 1024;
@@ -284,11 +284,21 @@ pub(crate) fn feed(
 }
 
 /// The plaintext side of the reading half: `Read` for a [`FrameReader`].
+///
+/// Decrypted bytes go from rustls's buffer straight into the caller's
+/// (the frame reader's buffer, or a big frame's own buffer): no copy of
+/// our own in between. Ciphertext read from the socket that rustls cannot
+/// take yet (its plaintext buffer is full until drained) waits in `raw`.
 pub(crate) struct TlsRead {
     sess: Arc<Session>,
     raw: Box<[u8]>,
-    plain: Vec<u8>,
+    /// Ciphertext read but not yet fed: `raw[fed..filled]`.
+    fed: usize,
+    filled: usize,
+    /// Plaintext that arrived with the handshake, served first.
+    early: Vec<u8>,
     pos: usize,
+    /// The socket reached its end (or the peer sent `close_notify`).
     closed: bool,
 }
 
@@ -298,7 +308,9 @@ impl TlsRead {
         Self {
             sess,
             raw: vec![0u8; READ_BUF].into_boxed_slice(),
-            plain: early,
+            fed: 0,
+            filled: 0,
+            early,
             pos: 0,
             closed: false,
         }
@@ -307,19 +319,79 @@ impl TlsRead {
     pub(crate) fn set_read_timeout(&self, t: Duration) {
         let _ = self.sess.sock.set_read_timeout(Some(t));
     }
+
+    /// Under the state machine's lock: feeds what is waiting in `raw`,
+    /// then moves plaintext into `buf`. `Ok(None)`: nothing to hand out
+    /// yet; `Ok(Some(0))`: the clean end.
+    fn drain(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let sess = Arc::clone(&self.sess);
+        let (got, pending) = {
+            let mut tls = sess.tls.lock();
+            let got = self.drain_locked(&mut tls, buf);
+            (got, tls.wants_write())
+        };
+        if pending {
+            // A key update answer or an alert: sent now if no writer is
+            // busy (else the writer sends it).
+            sess.flush_if_free();
+        }
+        got
+    }
+
+    fn drain_locked(&mut self, tls: &mut Connection, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) if n > 0 => return Ok(Some(n)),
+                // close_notify seen and everything handed out.
+                Ok(_) => return Ok(Some(0)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // An end of stream without close_notify: the frame reader
+                // tells a cut frame from a clean end.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
+                Err(e) => return Err(e),
+            }
+            if self.fed == self.filled {
+                return Ok(None);
+            }
+            let mut rest = &self.raw[self.fed..self.filled];
+            let before = rest.len();
+            // An error here is "received plaintext buffer full": the
+            // plaintext was just drained, so it cannot recur right away;
+            // rustls's own state errors come from `process_new_packets`.
+            let _ = tls.read_tls(&mut rest);
+            if rest.len() == before {
+                // Nothing taken: bytes after close_notify. Dropped.
+                self.fed = self.filled;
+            } else {
+                self.fed += before - rest.len();
+            }
+            if let Err(e) = tls.process_new_packets() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    super::describe(&e, &self.sess.peer_name),
+                ));
+            }
+        }
+    }
 }
 
 impl Read for TlsRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.early.len() {
+            let n = buf.len().min(self.early.len() - self.pos);
+            buf[..n].copy_from_slice(&self.early[self.pos..self.pos + n]);
+            self.pos += n;
+            if self.pos == self.early.len() {
+                self.early = Vec::new();
+                self.pos = 0;
+            }
+            return Ok(n);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
-            if self.pos < self.plain.len() {
-                let n = buf.len().min(self.plain.len() - self.pos);
-                buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
-                self.pos += n;
-                if self.pos == self.plain.len() {
-                    self.plain.clear();
-                    self.pos = 0;
-                }
+            if let Some(n) = self.drain(buf)? {
                 return Ok(n);
             }
             if self.closed {
@@ -328,28 +400,15 @@ impl Read for TlsRead {
             // No lock while blocked here: writers go on.
             let n = (&*self.sess.sock).read(&mut self.raw)?;
             if n == 0 {
-                // End of stream without close_notify: the frame reader
-                // tells a cut frame from a clean end.
                 self.closed = true;
+                // Let rustls know, so a missing close_notify is told
+                // apart (and a clean one honoured).
+                let mut tls = self.sess.tls.lock();
+                let _ = tls.read_tls(&mut &[][..]);
                 continue;
             }
-            let (fed, pending) = {
-                let mut tls = self.sess.tls.lock();
-                let fed = feed(&mut tls, &self.raw[..n], &mut self.plain);
-                (fed, tls.wants_write())
-            };
-            if pending {
-                self.sess.flush_if_free();
-            }
-            match fed {
-                Ok(closed) => self.closed |= closed,
-                Err(e) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        super::describe(&e, &self.sess.peer_name),
-                    ))
-                }
-            }
+            self.fed = 0;
+            self.filled = n;
         }
     }
 }
