@@ -28,7 +28,7 @@
 //! So a blocked reader holds nothing a writer needs, and a writer never
 //! waits for a read.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,18 +111,33 @@ impl Session {
     pub(crate) fn send_frame(&self, parts: &[&[u8]]) -> io::Result<()> {
         let mut buf = self.send.lock();
         let mut w = Deadline::new(self.write_timeout);
-        for part in parts {
-            for chunk in part.chunks(CHUNK) {
-                {
-                    let mut tls = self.tls.lock();
-                    tls.writer()
-                        .write_all(chunk)
-                        .map_err(|e| explain(e, &self.peer_name))?;
-                    drain_out(&mut tls, &mut buf)?;
+        // Up to CHUNK bytes of the parts per turn, encrypted together (a
+        // WebSocket header and its payload, or frames written back to back,
+        // share records) and written in one go.
+        let (mut at, mut off) = (0, 0);
+        while at < parts.len() {
+            let mut slices: [&[u8]; 8] = [&[]; 8];
+            let (mut n, mut bytes) = (0, 0);
+            while at < parts.len() && n < slices.len() && bytes < CHUNK {
+                let rest = &parts[at][off..];
+                let take = rest.len().min(CHUNK - bytes);
+                slices[n] = &rest[..take];
+                n += 1;
+                bytes += take;
+                off += take;
+                if off == parts[at].len() {
+                    at += 1;
+                    off = 0;
                 }
-                w.write(&self.sock, &buf)?;
-                buf.clear();
             }
+            {
+                let mut tls = self.tls.lock();
+                write_all_vectored(&mut tls, &slices[..n])
+                    .map_err(|e| explain(e, &self.peer_name))?;
+                drain_out(&mut tls, &mut buf)?;
+            }
+            w.write(&self.sock, &buf)?;
+            buf.clear();
         }
         // Anything the reader left for us (a key update answer).
         self.flush_locked(&mut buf, &mut w)?;
@@ -193,6 +208,40 @@ fn explain(e: io::Error, peer: &str) -> io::Error {
         return e;
     };
     io::Error::new(io::ErrorKind::InvalidData, super::describe(tls, peer))
+}
+
+/// Hands all of `slices` (at most 8) to the state machine, encrypted
+/// together into records.
+fn write_all_vectored(tls: &mut Connection, slices: &[&[u8]]) -> io::Result<()> {
+    let (mut i, mut off) = (0, 0);
+    loop {
+        while i < slices.len() && off == slices[i].len() {
+            i += 1;
+            off = 0;
+        }
+        if i == slices.len() {
+            return Ok(());
+        }
+        let mut v = [IoSlice::new(&[]); 8];
+        for (k, s) in slices[i..].iter().enumerate() {
+            v[k] = IoSlice::new(if k == 0 { &s[off..] } else { s });
+        }
+        let mut n = tls.writer().write_vectored(&v[..slices.len() - i])?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let left = slices[i].len() - off;
+            if n >= left {
+                n -= left;
+                i += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
 }
 
 /// Moves every queued TLS record into `buf`.
