@@ -9,20 +9,20 @@ so far) and ``close()``.
 TLS uses the standard :mod:`ssl` module. A ``tls://`` connection is one
 :class:`ssl.SSLSocket` shared by the reading thread and the writers (an
 ``SSLSocket`` cannot be ``dup()``-ed like the plain socket: the TLS state
-lives in the object). Each direction has one thread at a time (writers take
-the write lock; one reader), and CPython's ``ssl`` module lets one thread be
-in ``recv`` while another is in ``sendall`` on the same ``SSLSocket``: both
-release the GIL into OpenSSL, whose record layer keeps the read and write
-states apart; TLS 1.3 has no renegotiation, and the only post-handshake
-messages the server sends (session tickets) are consumed by the reader.
-The ``websockets`` package's threaded client relies on the same (its
-reader thread receives while callers send). ``tests/test_tls.py`` checks it
-under load: several threads send large and small frames while the reader
-receives, against the Rust server. The reader never changes the socket's
-timeout (that would bound a concurrent write): it waits for the heartbeat
-tick with ``select`` and reads only when bytes are there (or already
-decrypted, ``pending()``); a read that finds only part of a TLS record
-waits for the rest within the write timeout.
+lives in the object). One thread in ``recv`` while another is in
+``sendall`` on the same ``SSLSocket`` is NOT safe, even with one thread per
+direction and TLS 1.3: with a socket timeout, CPython runs OpenSSL on a
+non-blocking socket, a large ``SSL_write`` stops half way when the socket
+buffer is full, and an ``SSL_read`` in the other thread meanwhile works on
+the same connection state; under load the peer then receives corrupted
+records (``bad_record_mac``; ``tests/test_tls.py`` reproduced it with six
+threads sending 700 KB frames while the reader received). So here the
+socket is non-blocking and every OpenSSL call (``recv_into``, ``send``)
+runs under one lock that is only held for that call, which never waits:
+a writer that meets a full socket buffer (``SSLWantWriteError``) lets go
+of the lock and waits for the socket with ``select``, and so does the
+reader for the next record (or its heartbeat tick). Reading and writing
+stay full duplex, and no OpenSSL call overlaps another.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from urllib.parse import urlsplit
 
 from .errors import Disconnected, FramerpcError, ProtocolViolation, Unauthorized
@@ -92,14 +93,18 @@ class TcpTransport:
         self._ssl = ssl_context is not None
         if self._ssl:
             sock = _tls_handshake(ssl_context, sock, server_hostname or host, f"tls://{host}:{port}")
-        sock.settimeout(write_timeout)
+        self._write_timeout = write_timeout
         self._w = sock
         if self._ssl:
-            # One SSLSocket for both directions (see the module's notes).
+            # One non-blocking SSLSocket for both directions, every OpenSSL
+            # call under _tls (see the module's notes).
+            sock.setblocking(False)
+            self._tls = threading.Lock()
             self._r = sock
         else:
             # A second socket object on the same connection for the reader, so
             # its short read timeout (the heartbeat tick) never bounds a write.
+            sock.settimeout(write_timeout)
             self._r = sock.dup()
         self._wlock = threading.Lock()
         self._queued: list = []
@@ -151,7 +156,10 @@ class TcpTransport:
             q.clear()
             self._queued_len = 0
             started = True
-            self._w.sendall(data)
+            if self._ssl:
+                self._send_tls(data)
+            else:
+                self._w.sendall(data)
             done = True
         except OSError as e:
             self._close_locked(f"connection to {self.peer} lost while sending: {e}")
@@ -195,18 +203,51 @@ class TcpTransport:
         self.received += n
         return n
 
+    def _send_tls(self, data) -> None:
+        """Writes all of ``data`` through the shared SSLSocket within the
+        write timeout: each ``send`` under the TLS lock, the waits for room
+        outside it."""
+        view = memoryview(data)
+        s = self._w
+        deadline = None if self._write_timeout is None else time.monotonic() + self._write_timeout
+        off = 0
+        while off < len(view):
+            with self._tls:
+                try:
+                    off += s.send(view[off:])
+                    continue
+                except (ssl.SSLWantWriteError, BlockingIOError):
+                    want_read = False
+                except ssl.SSLWantReadError:
+                    want_read = True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise socket.timeout(f"write timeout: the peer did not take a frame within {self._write_timeout} s")
+            if want_read:
+                select.select([s], [], [], left)
+            else:
+                select.select([], [s], [], left)
+
     def _recv_tls(self, mv, tick):
-        """:meth:`_recv_into` on the shared SSLSocket: waits for bytes with
-        ``select`` (never by changing the socket's timeout)."""
+        """:meth:`_recv_into` on the shared SSLSocket: each ``recv_into``
+        under the TLS lock, the waits for bytes (``select``, up to the
+        tick) outside it."""
         s = self._r
+        deadline = None if tick is None else time.monotonic() + tick
         try:
-            if not s.pending():
-                ready, _, _ = select.select([s], [], [], tick)
+            while True:
+                with self._tls:
+                    try:
+                        n = s.recv_into(mv)
+                        break
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                        pass
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return TICK
+                ready, _, _ = select.select([s], [], [], left)
                 if not ready:
                     return TICK
-            n = s.recv_into(mv)
-        except (socket.timeout, ssl.SSLWantReadError):
-            return TICK
         except ssl.SSLZeroReturnError:
             return None  # close_notify
         except ssl.SSLError as e:
@@ -301,7 +342,9 @@ class TcpTransport:
         self._closed = True
         for s in (self._w, self._r):
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown: SSLSocket.shutdown would drop
+                # the TLS object under a reader that may be using it.
+                socket.socket.shutdown(s, socket.SHUT_RDWR)
             except OSError:
                 pass
         try:
