@@ -215,6 +215,9 @@ fn start_nginx(stage: u16, camera: u16, motor: u16) -> Nginx {
     let conf = format!(
         r#"{load}
 {user}
+# One process (no workers): killing the child ends nginx whole, and no
+# orphaned worker keeps the ports.
+master_process off;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;

@@ -27,6 +27,9 @@ HEARTBEAT = 0.2  # seconds, both sides
 
 CONF = """{load}
 {user}
+# One process (no workers): killing the child ends nginx whole, and no
+# orphaned worker keeps the ports.
+master_process off;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
