@@ -1,11 +1,12 @@
 //! framerpc over TLS beside plain TCP, in one run: a small call round trip
-//! over `tcp` and `tls://`, a 16 MiB echo over both, and the cost of a TLS
-//! connect (TCP + handshake + first call) beside a plain connect.
+//! over `tcp`, `tls://` and `wss://`, a 16 MiB echo over `tcp` and
+//! `tls://`, and the cost of a TLS connect (TCP + handshake + first call;
+//! for `wss://` also the upgrade) beside a plain connect.
 //! Certificates are generated at start (rcgen); rustls with `ring`.
 //!
 //! ```text
-//! taskset -c 0 cargo bench --features tls --bench tls
-//! cargo bench --features tls --bench tls
+//! taskset -c 0 cargo bench --features tls,ws --bench tls
+//! cargo bench --features tls,ws --bench tls
 //! ```
 
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use framerpc::codec::{BYTES, U32};
-use framerpc::{Client, Command, Router, Server, TlsConfig};
+use framerpc::{Client, Command, Router, Server, TlsConfig, WsConfig};
 
 const ADD: Command<(u32, u32), u32> = Command::new(3, "add_2_words", &(U32, U32), &U32);
 const ECHO: Command<Bytes, Bytes> = Command::new(13, "echo", &BYTES, &BYTES);
@@ -38,6 +39,8 @@ fn setup() -> Setup {
     let plain = Server::bind("127.0.0.1:0", router()).unwrap();
     let tls = Server::builder()
         .tls(TlsConfig::from_pem(cert.as_bytes(), key.as_bytes()).unwrap())
+        .token("bench")
+        .ws(WsConfig::new().mount("/bench", router()))
         .bind("127.0.0.1:0", router())
         .unwrap();
     Setup {
@@ -54,8 +57,19 @@ impl Setup {
                 .timeout(Duration::from_secs(60))
                 .connect(self.plain.local_addr())
                 .unwrap(),
+            "wss" => Client::builder()
+                .timeout(Duration::from_secs(60))
+                .token("bench")
+                .tls_roots_pem(self.ca.as_bytes())
+                .unwrap()
+                .connect_ws(&format!(
+                    "wss://localhost:{}/bench",
+                    self.tls.local_addr().port()
+                ))
+                .unwrap(),
             _ => Client::builder()
                 .timeout(Duration::from_secs(60))
+                .token("bench")
                 .tls_roots_pem(self.ca.as_bytes())
                 .unwrap()
                 .connect_tls(&format!("tls://localhost:{}", self.tls.local_addr().port()))
@@ -68,7 +82,7 @@ fn bench(c: &mut Criterion) {
     let s = setup();
     let mut g = c.benchmark_group("small_call");
     g.sample_size(30).measurement_time(Duration::from_secs(3));
-    for which in ["tcp", "tls"] {
+    for which in ["tcp", "tls", "wss"] {
         let client = s.connect(which);
         g.bench_function(BenchmarkId::from_parameter(which), |b| {
             b.iter(|| client.call(&ADD, &(2, 3)).unwrap())
@@ -91,7 +105,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("connect_and_first_call");
     g.sample_size(20).measurement_time(Duration::from_secs(3));
-    for which in ["tcp", "tls"] {
+    for which in ["tcp", "tls", "wss"] {
         g.bench_function(BenchmarkId::from_parameter(which), |b| {
             b.iter(|| {
                 let client = s.connect(which);

@@ -131,6 +131,7 @@ pub mod frame;
 pub mod ndarray;
 mod peer;
 mod pool;
+mod proxy;
 mod router;
 mod server;
 mod stall;

@@ -65,6 +65,8 @@ pub struct ServerBuilder {
     grace: Duration,
     on_connect: Option<PeerHook>,
     on_disconnect: Option<PeerHook>,
+    /// See [`ServerBuilder::trusted_proxies`].
+    pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
     #[cfg(feature = "ws")]
     pub(crate) ws: Option<crate::ws::WsConfig>,
     #[cfg(feature = "tls")]
@@ -99,6 +101,7 @@ impl Default for ServerBuilder {
             grace: DEFAULT_GRACE,
             on_connect: None,
             on_disconnect: None,
+            trusted_proxies: Arc::from([]),
             #[cfg(feature = "ws")]
             ws: None,
             #[cfg(feature = "tls")]
@@ -688,18 +691,17 @@ pub(crate) fn accept_error_text(e: &std::io::Error, open_conns: usize) -> String
     match e.raw_os_error() {
         Some(24) => format!(
             "{e}: the process's open-file limit ({}) is reached with {open_conns} connections \
-             open; each connection takes 1 file descriptor ({} over WebSocket); raise the \
-             limit (ulimit -n) or lower ServerBuilder::max_connections",
+             open; each connection takes {FDS_PER_CONN} file descriptor (TCP, WebSocket and \
+             TLS alike); raise the limit (ulimit -n) or lower ServerBuilder::max_connections",
             open_file_limit().map_or_else(|| "unknown".into(), |n| n.to_string()),
-            WS_FDS_PER_CONN,
         ),
         Some(23) => format!("{e}: the system-wide open-file limit is reached"),
         _ => e.to_string(),
     }
 }
 
-/// File descriptors a WebSocket connection takes.
-const WS_FDS_PER_CONN: u32 = 3;
+/// File descriptors a connection takes, on every transport.
+const FDS_PER_CONN: u32 = 1;
 
 /// The soft open-file limit (`ulimit -n`), read from /proc on Linux.
 fn open_file_limit() -> Option<u64> {
@@ -714,18 +716,25 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     if tune(&stream, &limits).is_err() {
         return;
     }
+    // A trusted proxy's PROXY line names the real client.
+    let Ok(forwarded) = crate::proxy::accept(shared, &stream) else {
+        return;
+    };
     #[cfg(feature = "tls")]
     if shared.config.tls.is_some() {
-        crate::tls::serve(shared, id, stream);
+        crate::tls::serve(shared, id, stream, forwarded);
         return;
     }
+    // One handle of the socket for both halves and the closer, whatever
+    // the transport: one file descriptor per connection.
+    let socket = Socket(Arc::new(stream));
     // Bytes already read while telling a WebSocket upgrade from raw frames.
     #[cfg(feature = "ws")]
     let prefix = match &shared.config.ws {
-        Some(ws) => match crate::ws::serve_if_upgrade(shared, ws, id, &stream) {
+        Some(ws) => match crate::ws::serve_if_upgrade(shared, ws, id, &socket.0, forwarded) {
             crate::ws::Sniffed::Raw(bytes) if ws.raw_tcp => bytes,
             crate::ws::Sniffed::Raw(_) => {
-                crate::ws::refuse_raw(&stream, ws, shared.local_addr);
+                crate::ws::refuse_raw(&socket.0, ws, shared.local_addr);
                 return;
             }
             _ => return,
@@ -734,8 +743,10 @@ fn serve_stream(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
     };
     #[cfg(not(feature = "ws"))]
     let prefix: Vec<u8> = Vec::new();
-    let socket = Socket::new(stream);
-    let writer = TcpWriter::new(&socket, &limits);
+    let mut writer = TcpWriter::new(&socket, &limits);
+    if forwarded.is_some() {
+        writer.peer = forwarded;
+    }
     let reader = FrameReader::with_prefix(socket, limits.max_frame_len, &prefix);
     run_conn(
         shared,

@@ -103,6 +103,8 @@ fn write_some(stream: &mut &TcpStream, parts: &[&[u8]], mut skip: usize) -> io::
 pub(crate) struct TcpWriter {
     stream: Arc<TcpStream>,
     write_timeout: Option<Duration>,
+    /// The peer's address (behind a trusted proxy: the client's).
+    pub(crate) peer: Option<SocketAddr>,
 }
 
 impl TcpWriter {
@@ -110,6 +112,7 @@ impl TcpWriter {
         Self {
             stream: Arc::clone(&socket.0),
             write_timeout: limits.write_timeout,
+            peer: socket.0.peer_addr().ok(),
         }
     }
 }
@@ -145,7 +148,7 @@ impl FrameWrite for TcpWriter {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.stream.peer_addr().ok()
+        self.peer
     }
     fn closer(&self) -> Option<Closer> {
         Some(Closer::shared(&self.stream))

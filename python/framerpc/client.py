@@ -48,7 +48,7 @@ from .errors import (
 )
 from .hold import Hold, check_name, decode_shared, default_name, wait_payload
 from .schema import Codec, Tuple, Unit, compile_schema
-from .transport import TICK, FrameOverLimit, TcpTransport, WsTransport, parse_address
+from .transport import TICK, FrameOverLimit, TcpTransport, WsTransport, make_ssl_context, parse_address
 
 log = logging.getLogger("framerpc")
 
@@ -1262,10 +1262,17 @@ def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, conne
             max_frame_len: int = fr.DEFAULT_MAX_FRAME_LEN, write_timeout: float = 30.0,
             ping_after: float | None = 30.0, idle_timeout: float | None = 40.0,
             handlers: Handlers | None = None, handler_threads: int = 1,
-            reconnect: Reconnect | None = None, name: str | None = None) -> Client:
+            reconnect: Reconnect | None = None, name: str | None = None,
+            cafile: str | None = None, certfile: str | None = None, keyfile: str | None = None,
+            ssl_context=None, server_hostname: str | None = None) -> Client:
     """Connects to a framerpc server.
 
-    ``address``: ``tcp://HOST:PORT``, ``HOST:PORT`` or ``ws://HOST:PORT/PATH``.
+    ``address``: ``tcp://HOST:PORT``, ``HOST:PORT``, ``ws://HOST:PORT/PATH``,
+    or inside TLS ``tls://HOST:PORT`` and ``wss://HOST:PORT/PATH``.
+    ``cafile``/``certfile``/``keyfile`` (TLS): trusted roots (PEM; default
+    the system's), and a client certificate and its key; or ``ssl_context``
+    (an :class:`ssl.SSLContext` of your own). ``server_hostname``: the name
+    the certificate must be valid for (``tls://``; default the host).
     ``token``: raw TCP sends it in the ``auth`` frame first; WebSocket sends
     it as ``Authorization: Bearer`` (default, on every transport:
     ``FRAMERPC_TOKEN``).
@@ -1294,14 +1301,20 @@ def connect(address: str, token=None, timeout: float = DEFAULT_TIMEOUT, *, conne
     if token is None:
         token = os.environ.get("FRAMERPC_TOKEN") or None
     a = parse_address(address)
+    tls = a[0] == "tls" or address.startswith("wss://")
+    ctx = make_ssl_context(cafile, certfile, keyfile, ssl_context) if tls else None
     if a[0] == "ws":
         def dial():
-            return WsTransport(a[1], token, connect_timeout, max_frame_len)
+            return WsTransport(a[1], token, connect_timeout, max_frame_len, ssl_context=ctx)
         auth = None
     else:
         def dial():
-            return TcpTransport(a[1], a[2], connect_timeout, write_timeout, max_frame_len)
+            return TcpTransport(a[1], a[2], connect_timeout, write_timeout, max_frame_len,
+                                ssl_context=ctx, server_hostname=server_hostname)
         auth = None if token is None else (token.encode("utf-8") if isinstance(token, str) else bytes(token))
-    return Client(dial, timeout=timeout, max_frame_len=max_frame_len, ping_after=ping_after,
+    # The reader wakes at least 4 times per heartbeat period, so short
+    # heartbeats (behind a proxy with a short idle timeout) are kept.
+    tick = min([1.0] + [v / 4 for v in (ping_after, idle_timeout) if v])
+    return Client(dial, timeout=timeout, max_frame_len=max_frame_len, ping_after=ping_after, tick=tick,
                   idle_timeout=idle_timeout, auth=auth, token_sent=token is not None, auth_timeout=connect_timeout,
                   handlers=handlers, handler_threads=handler_threads, reconnect=reconnect, name=name)

@@ -1,16 +1,38 @@
-"""Transports: whole frames over raw TCP or inside WebSocket binary messages.
+"""Transports: whole frames over raw TCP or inside WebSocket binary messages,
+either of them optionally inside TLS (``tls://``, ``wss://``).
 
 A transport has ``send(frame)`` (one whole frame, thread-safe, one write),
 ``recv(tick)`` (the next ``(Header, payload)``, :data:`TICK` when ``tick``
 seconds pass with nothing, ``None`` at a clean end), ``received`` (bytes read
 so far) and ``close()``.
+
+TLS uses the standard :mod:`ssl` module. A ``tls://`` connection is one
+:class:`ssl.SSLSocket` shared by the reading thread and the writers (an
+``SSLSocket`` cannot be ``dup()``-ed like the plain socket: the TLS state
+lives in the object). One thread in ``recv`` while another is in
+``sendall`` on the same ``SSLSocket`` is NOT safe, even with one thread per
+direction and TLS 1.3: with a socket timeout, CPython runs OpenSSL on a
+non-blocking socket, a large ``SSL_write`` stops half way when the socket
+buffer is full, and an ``SSL_read`` in the other thread meanwhile works on
+the same connection state; under load the peer then receives corrupted
+records (``bad_record_mac``; ``tests/test_tls.py`` reproduced it with six
+threads sending 700 KB frames while the reader received). So here the
+socket is non-blocking and every OpenSSL call (``recv_into``, ``send``)
+runs under one lock that is only held for that call, which never waits:
+a writer that meets a full socket buffer (``SSLWantWriteError``) lets go
+of the lock and waits for the socket with ``select``, and so does the
+reader for the next record (or its heartbeat tick). Reading and writing
+stay full duplex, and no OpenSSL call overlaps another.
 """
 
 from __future__ import annotations
 
 import inspect
+import select
 import socket
+import ssl
 import threading
+import time
 from urllib.parse import urlsplit
 
 from .errors import Disconnected, FramerpcError, ProtocolViolation, Unauthorized
@@ -61,22 +83,36 @@ class TcpTransport:
     #: queued NOTIFY bytes that make the queue go out at once
     FLUSH_AT = 64 << 10
 
-    def __init__(self, host: str, port: int, connect_timeout: float, write_timeout: float, max_frame_len: int):
+    def __init__(self, host: str, port: int, connect_timeout: float, write_timeout: float, max_frame_len: int,
+                 ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None):
+        scheme = "tls" if ssl_context is not None else "tcp"
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as e:
-            raise ConnectError(f"cannot connect to tcp://{host}:{port}: {e}") from e
+            raise ConnectError(f"cannot connect to {scheme}://{host}:{port}: {e}") from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(write_timeout)
+        self._ssl = ssl_context is not None
+        if self._ssl:
+            sock = _tls_handshake(ssl_context, sock, server_hostname or host, f"tls://{host}:{port}")
+        self._write_timeout = write_timeout
         self._w = sock
-        # A second socket object on the same connection for the reader, so
-        # its short read timeout (the heartbeat tick) never bounds a write.
-        self._r = sock.dup()
-        # And one without a timeout for the first try of each write: a socket
-        # with a timeout polls before every send, this one sends at once
-        # (the connection's file is non-blocking either way).
-        self._wn = sock.dup()
-        self._wn.settimeout(0.0)
+        if self._ssl:
+            # One non-blocking SSLSocket for both directions, every OpenSSL
+            # call under _tls (see the module's notes).
+            sock.setblocking(False)
+            self._tls = threading.Lock()
+            self._r = sock
+            self._wn = None
+        else:
+            sock.settimeout(write_timeout)
+            # A second socket object on the same connection for the reader, so
+            # its short read timeout (the heartbeat tick) never bounds a write.
+            self._r = sock.dup()
+            # And one without a timeout for the first try of each write: a socket
+            # with a timeout polls before every send, this one sends at once
+            # (the connection's file is non-blocking either way).
+            self._wn = sock.dup()
+            self._wn.settimeout(0.0)
         self._wlock = threading.Lock()
         self._queued: list = []
         self._queued_len = 0
@@ -89,7 +125,7 @@ class TcpTransport:
         self._max = max_frame_len
         self._tick = None
         self.received = 0
-        self.peer = f"tcp://{host}:{port}"
+        self.peer = f"{scheme}://{host}:{port}"
         self.local = _sockname(sock)
         self._closed = False
         #: why this side closed the connection (an interrupted write), or None
@@ -138,12 +174,15 @@ class TcpTransport:
                 data = q[0] if len(q) == 1 else b"".join(q)
                 done = False
                 try:
-                    try:
-                        n = wn.send(data)
-                    except (BlockingIOError, InterruptedError):
-                        n = 0
-                    if n < len(data):
-                        w.sendall(memoryview(data)[n:])  # the rest, waiting as long as the write timeout
+                    if self._ssl:
+                        self._send_tls(data)
+                    else:
+                        try:
+                            n = wn.send(data)
+                        except (BlockingIOError, InterruptedError):
+                            n = 0
+                        if n < len(data):
+                            w.sendall(memoryview(data)[n:])  # the rest, waiting as long as the write timeout
                     done = True
                 except OSError as e:
                     self._close_locked(f"connection to {self.peer} lost while sending: {e}")
@@ -183,12 +222,74 @@ class TcpTransport:
 
     def _recv_into(self, mv, tick):
         """Reads into ``mv``: the count, TICK, or None at the end."""
+        if self._ssl:
+            return self._recv_tls(mv, tick)
         self._settick(tick)
         try:
             n = self._r.recv_into(mv)
         except socket.timeout:
             return TICK
         except OSError as e:
+            if self._closed:
+                return None
+            raise Disconnected(f"connection to {self.peer} lost: {e}") from e
+        if not n:
+            return None
+        self.received += n
+        return n
+
+    def _send_tls(self, data) -> None:
+        """Writes all of ``data`` through the shared SSLSocket within the
+        write timeout: each ``send`` under the TLS lock, the waits for room
+        outside it."""
+        view = memoryview(data)
+        s = self._w
+        deadline = None if self._write_timeout is None else time.monotonic() + self._write_timeout
+        off = 0
+        while off < len(view):
+            with self._tls:
+                try:
+                    off += s.send(view[off:])
+                    continue
+                except (ssl.SSLWantWriteError, BlockingIOError):
+                    want_read = False
+                except ssl.SSLWantReadError:
+                    want_read = True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise socket.timeout(f"write timeout: the peer did not take a frame within {self._write_timeout} s")
+            if want_read:
+                select.select([s], [], [], left)
+            else:
+                select.select([], [s], [], left)
+
+    def _recv_tls(self, mv, tick):
+        """:meth:`_recv_into` on the shared SSLSocket: each ``recv_into``
+        under the TLS lock, the waits for bytes (``select``, up to the
+        tick) outside it."""
+        s = self._r
+        deadline = None if tick is None else time.monotonic() + tick
+        try:
+            while True:
+                with self._tls:
+                    try:
+                        n = s.recv_into(mv)
+                        break
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                        pass
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return TICK
+                ready, _, _ = select.select([s], [], [], left)
+                if not ready:
+                    return TICK
+        except ssl.SSLZeroReturnError:
+            return None  # close_notify
+        except ssl.SSLError as e:
+            if self._closed:
+                return None
+            raise Disconnected(f"connection to {self.peer} failed: {_tls_reason(e)}") from e
+        except (OSError, ValueError) as e:
             if self._closed:
                 return None
             raise Disconnected(f"connection to {self.peer} lost: {e}") from e
@@ -276,20 +377,85 @@ class TcpTransport:
         self._closed = True
         for s in (self._w, self._r):
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown: SSLSocket.shutdown would drop
+                # the TLS object under a reader that may be using it.
+                socket.socket.shutdown(s, socket.SHUT_RDWR)
             except OSError:
                 pass
         for s in (self._w, self._wn):
+            if s is None:
+                continue
             try:
                 s.close()
             except OSError:
                 pass
 
     def close_reader(self) -> None:
+        if self._r is self._w:
+            return  # TLS: one socket, closed by close()
         try:
             self._r.close()
         except OSError:
             pass
+
+
+def make_ssl_context(cafile=None, certfile=None, keyfile=None, ssl_context=None) -> ssl.SSLContext:
+    """The context for ``tls://`` and ``wss://``: ``ssl_context`` as given,
+    else one that checks the server's certificate and name against
+    ``cafile`` (a PEM of trusted roots: a lab's CA, or the server's
+    self-signed certificate; default: the system's roots), presenting the
+    client certificate ``certfile`` (PEM chain, leaf first) with its
+    ``keyfile`` if given."""
+    if ssl_context is not None:
+        if cafile or certfile or keyfile:
+            raise ValueError("pass either ssl_context= or cafile=/certfile=/keyfile=, not both")
+        return ssl_context
+    if keyfile and not certfile:
+        raise ValueError("keyfile= needs certfile= (the client certificate)")
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+def _tls_reason(e: ssl.SSLError) -> str:
+    """What an ssl error means, in words."""
+    verify = getattr(e, "verify_message", None)
+    if verify:
+        hint = ""
+        if "issuer" in verify or "self-signed" in verify or "self signed" in verify:
+            hint = " (pass the server's CA, or its self-signed certificate, as cafile=)"
+        elif "mismatch" in verify or "match" in verify:
+            hint = " (the certificate is not valid for the name connected to)"
+        return f"the server's certificate was refused: {verify}{hint}"
+    reason = getattr(e, "reason", None) or str(e)
+    text = str(reason).upper()
+    if "CERTIFICATE_REQUIRED" in text or "TLSV13_ALERT_CERTIFICATE_REQUIRED" in text:
+        return "the server requires a client certificate (pass certfile= and keyfile=)"
+    if "UNKNOWN_CA" in text or "BAD_CERTIFICATE" in text:
+        return f"the server refused our client certificate ({reason})"
+    if "BAD_RECORD_TYPE" in text or "DECRYPTION_FAILED" in text or "BAD_RECORD_MAC" in text:
+        return (f"the server sent a TLS record this side cannot read ({reason}); right after a TLS 1.3 "
+                "handshake this is how a server's refusal of our client certificate arrives (none was "
+                "sent, or the server does not trust it: pass certfile= and keyfile=)")
+    if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER_FAILURE" in text or "PACKET_LENGTH_TOO_LONG" in text:
+        return f"the server does not speak TLS on this port ({reason}); connect with tcp:// or ws://"
+    return f"TLS error: {reason}"
+
+
+def _tls_handshake(ctx: ssl.SSLContext, sock, server_hostname: str, where: str):
+    """Wraps ``sock`` and runs the handshake within its (connect) timeout."""
+    try:
+        return ctx.wrap_socket(sock, server_hostname=server_hostname)
+    except ssl.SSLError as e:
+        sock.close()
+        raise ConnectError(f"TLS handshake with {where} failed: {_tls_reason(e)}") from None
+    except (OSError, TimeoutError) as e:
+        sock.close()
+        if isinstance(e, (socket.timeout, TimeoutError)):
+            raise ConnectError(f"TLS handshake with {where} did not finish in time") from None
+        raise ConnectError(f"TLS handshake with {where} failed: {e} (does the server speak TLS on this port?)") \
+            from None
 
 
 class WsTransport:
@@ -297,7 +463,8 @@ class WsTransport:
 
     kind = "ws"
 
-    def __init__(self, url: str, token: str | None, connect_timeout: float, max_frame_len: int):
+    def __init__(self, url: str, token: str | None, connect_timeout: float, max_frame_len: int,
+                 ssl_context: ssl.SSLContext | None = None):
         try:
             from websockets.sync.client import connect as ws_connect
             from websockets.exceptions import InvalidStatus
@@ -315,6 +482,8 @@ class WsTransport:
             open_timeout=connect_timeout,
             close_timeout=2,
         )
+        if url.startswith("wss://"):
+            kwargs["ssl"] = ssl_context if ssl_context is not None else make_ssl_context()
         params = inspect.signature(ws_connect).parameters
         if "proxy" in params:
             kwargs["proxy"] = None
@@ -329,6 +498,8 @@ class WsTransport:
             if status == 401:
                 raise Unauthorized(6, f"HTTP 401 from {url}: missing or wrong token") from None
             raise ConnectError(f"cannot connect to {url}: HTTP {status}", status) from None
+        except ssl.SSLError as e:
+            raise ConnectError(f"TLS handshake with {url} failed: {_tls_reason(e)}") from None
         except (OSError, TimeoutError) as e:
             raise ConnectError(f"cannot connect to {url}: {e}") from e
         except Exception as e:  # websockets' handshake errors
@@ -419,14 +590,19 @@ def _sockname(sock):
 
 
 def parse_address(addr: str):
-    """``("tcp", host, port)`` or ``("ws", url)`` from ``tcp://h:p``, ``h:p`` or ``ws://...``."""
+    """``("tcp", host, port)``, ``("tls", host, port)`` or ``("ws", url)`` from
+    ``tcp://h:p``, ``h:p``, ``tls://h:p``, ``ws://...`` or ``wss://...``."""
     if addr.startswith(("ws://", "wss://")):
         return ("ws", addr)
+    kind = "tcp"
     if addr.startswith("tcp://"):
         addr = addr[len("tcp://"):]
+    elif addr.startswith("tls://"):
+        kind, addr = "tls", addr[len("tls://"):].rstrip("/")
     elif "://" in addr:
-        raise ValueError(f"unsupported address {addr!r}: use tcp://HOST:PORT, HOST:PORT or ws://HOST:PORT/PATH")
+        raise ValueError(f"unsupported address {addr!r}: use tcp://HOST:PORT, HOST:PORT, tls://HOST:PORT, "
+                         "ws://HOST:PORT/PATH or wss://HOST:PORT/PATH")
     u = urlsplit("//" + addr)
     if u.hostname is None or u.port is None:
         raise ValueError(f"address {addr!r} needs a host and a port")
-    return ("tcp", u.hostname, u.port)
+    return (kind, u.hostname, u.port)

@@ -95,13 +95,6 @@ impl Closer {
         Self(Arc::clone(stream))
     }
 
-    /// A closer for the socket under `stream` (a clone of its handle: one
-    /// more file descriptor).
-    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
-    pub fn new(stream: &TcpStream) -> Option<Self> {
-        stream.try_clone().ok().map(|s| Self(Arc::new(s)))
-    }
-
     pub fn close(&self) {
         let _ = self.0.shutdown(Shutdown::Both);
     }

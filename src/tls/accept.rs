@@ -94,7 +94,13 @@ fn read_start(
 }
 
 /// Serves one accepted connection on a TLS port until it ends.
-pub(crate) fn serve(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
+/// `forwarded`: the client's address named by a trusted proxy.
+pub(crate) fn serve(
+    shared: &Arc<Shared>,
+    id: u64,
+    stream: TcpStream,
+    forwarded: Option<std::net::SocketAddr>,
+) {
     let Some(cfg) = shared.config.tls.clone() else {
         return;
     };
@@ -130,10 +136,10 @@ pub(crate) fn serve(shared: &Arc<Shared>, id: u64, stream: TcpStream) {
             return;
         }
     };
-    let peer_name = stream
-        .peer_addr()
-        .map_or_else(|_| "the client".to_owned(), |a| format!("the client {a}"));
-    let sess = Session::new(tls, stream, limits.write_timeout, peer_name);
+    let peer_name = forwarded
+        .or_else(|| stream.peer_addr().ok())
+        .map_or_else(|| "the client".to_owned(), |a| format!("the client {a}"));
+    let sess = Session::new(tls, stream, limits.write_timeout, peer_name, forwarded);
     #[cfg_attr(not(feature = "ws"), allow(unused_mut))]
     let mut read = TlsRead::new(Arc::clone(&sess), early);
 

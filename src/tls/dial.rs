@@ -123,9 +123,16 @@ impl ClientBuilder {
                 "bad tls:// address {addr:?}: expected tls://host:port"
             ))
         })?;
+        self.prepare_tls()?;
+        self.connect_to(Target::Tls(host, port))
+    }
+
+    /// Builds the TLS client config now (a missing root is an error at
+    /// connect), kept for reconnects so they resume sessions.
+    pub(crate) fn prepare_tls(&mut self) -> Result<(), Error> {
         let t = self.tls.get_or_insert_with(TlsClient::default);
         t.built = Some(t.config()?);
-        self.connect_to(Target::Tls(host, port))
+        Ok(())
     }
 
     /// [`ClientBuilder::connect_tls`], then a check of `specs` against the
@@ -167,7 +174,7 @@ impl ClientBuilder {
                 .map_err(|e| hs_error(e, &who, self.connect_timeout))?;
             let _ = stream.set_read_timeout(Some(self.limits.tick()));
         }
-        let sess = Session::new(tls, stream, self.limits.write_timeout, who);
+        let sess = Session::new(tls, stream, self.limits.write_timeout, who, None);
         Ok((sess, early))
     }
 

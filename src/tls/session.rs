@@ -28,7 +28,7 @@
 //! So a blocked reader holds nothing a writer needs, and a writer never
 //! waits for a read.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ use crate::error::Error;
 use crate::frame::{Frame, FrameReader};
 
 /// Plaintext encrypted per turn of the state machine's lock.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// Ciphertext read from the socket per read call.
 const READ_BUF: usize = 64 * 1024;
@@ -58,13 +58,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// `peer`: the peer's address when a trusted proxy named it (else the
+    /// socket's).
     pub(crate) fn new(
         tls: Connection,
         sock: TcpStream,
         write_timeout: Option<Duration>,
         peer_name: String,
+        peer: Option<SocketAddr>,
     ) -> Arc<Self> {
-        let peer = sock.peer_addr().ok();
+        let peer = peer.or_else(|| sock.peer_addr().ok());
         let mut tls = tls;
         // Chunks are drained after each write: no limit needed on the
         // outgoing buffer (received plaintext is drained after each feed).
@@ -86,23 +89,55 @@ impl Session {
         super::subject::subject_name(cert.as_ref())
     }
 
+    #[cfg(feature = "ws")]
+    /// The socket under the session.
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    #[cfg(feature = "ws")]
+    /// The shared handle of the socket (for a [`Closer`]).
+    pub(crate) fn socket_arc(&self) -> &Arc<TcpStream> {
+        &self.sock
+    }
+
+    #[cfg(feature = "ws")]
+    pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     /// Encrypts `parts` (one frame) and writes the records in order, within
     /// the write timeout for the whole frame.
-    fn send_frame(&self, parts: &[&[u8]]) -> io::Result<()> {
+    pub(crate) fn send_frame(&self, parts: &[&[u8]]) -> io::Result<()> {
         let mut buf = self.send.lock();
         let mut w = Deadline::new(self.write_timeout);
-        for part in parts {
-            for chunk in part.chunks(CHUNK) {
-                {
-                    let mut tls = self.tls.lock();
-                    tls.writer()
-                        .write_all(chunk)
-                        .map_err(|e| explain(e, &self.peer_name))?;
-                    drain_out(&mut tls, &mut buf)?;
+        // Up to CHUNK bytes of the parts per turn, encrypted together (a
+        // WebSocket header and its payload, or frames written back to back,
+        // share records) and written in one go.
+        let (mut at, mut off) = (0, 0);
+        while at < parts.len() {
+            let mut slices: [&[u8]; 8] = [&[]; 8];
+            let (mut n, mut bytes) = (0, 0);
+            while at < parts.len() && n < slices.len() && bytes < CHUNK {
+                let rest = &parts[at][off..];
+                let take = rest.len().min(CHUNK - bytes);
+                slices[n] = &rest[..take];
+                n += 1;
+                bytes += take;
+                off += take;
+                if off == parts[at].len() {
+                    at += 1;
+                    off = 0;
                 }
-                w.write(&self.sock, &buf)?;
-                buf.clear();
             }
+            {
+                let mut tls = self.tls.lock();
+                write_all_vectored(&mut tls, &slices[..n])
+                    .map_err(|e| explain(e, &self.peer_name))?;
+                drain_out(&mut tls, &mut buf)?;
+            }
+            w.write(&self.sock, &buf)?;
+            buf.clear();
         }
         // Anything the reader left for us (a key update answer).
         self.flush_locked(&mut buf, &mut w)?;
@@ -137,9 +172,23 @@ impl Session {
         }
     }
 
+    #[cfg(feature = "ws")]
+    /// `close_notify`, sent briefly and best effort, then the socket is
+    /// shut for writing; reading goes on (a WebSocket reader drains after
+    /// its close frame).
+    pub(crate) fn shutdown_write(&self) {
+        if let Some(mut buf) = self.send.try_lock_for(Duration::from_millis(200)) {
+            self.tls.lock().send_close_notify();
+            let mut w = Deadline::new(self.write_timeout);
+            let _ = self.flush_locked(&mut buf, &mut w);
+            w.restore(&self.sock);
+        }
+        let _ = self.sock.shutdown(Shutdown::Write);
+    }
+
     /// `close_notify`, sent briefly and best effort, then the socket is
     /// shut both ways.
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Some(mut buf) = self.send.try_lock_for(Duration::from_millis(200)) {
             self.tls.lock().send_close_notify();
             let _ = self
@@ -159,6 +208,40 @@ fn explain(e: io::Error, peer: &str) -> io::Error {
         return e;
     };
     io::Error::new(io::ErrorKind::InvalidData, super::describe(tls, peer))
+}
+
+/// Hands all of `slices` (at most 8) to the state machine, encrypted
+/// together into records.
+fn write_all_vectored(tls: &mut Connection, slices: &[&[u8]]) -> io::Result<()> {
+    let (mut i, mut off) = (0, 0);
+    loop {
+        while i < slices.len() && off == slices[i].len() {
+            i += 1;
+            off = 0;
+        }
+        if i == slices.len() {
+            return Ok(());
+        }
+        let mut v = [IoSlice::new(&[]); 8];
+        for (k, s) in slices[i..].iter().enumerate() {
+            v[k] = IoSlice::new(if k == 0 { &s[off..] } else { s });
+        }
+        let mut n = tls.writer().write_vectored(&v[..slices.len() - i])?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let left = slices[i].len() - off;
+            if n >= left {
+                n -= left;
+                i += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
 }
 
 /// Moves every queued TLS record into `buf`.
@@ -250,11 +333,21 @@ pub(crate) fn feed(
 }
 
 /// The plaintext side of the reading half: `Read` for a [`FrameReader`].
+///
+/// Decrypted bytes go from rustls's buffer straight into the caller's
+/// (the frame reader's buffer, or a big frame's own buffer): no copy of
+/// our own in between. Ciphertext read from the socket that rustls cannot
+/// take yet (its plaintext buffer is full until drained) waits in `raw`.
 pub(crate) struct TlsRead {
     sess: Arc<Session>,
     raw: Box<[u8]>,
-    plain: Vec<u8>,
+    /// Ciphertext read but not yet fed: `raw[fed..filled]`.
+    fed: usize,
+    filled: usize,
+    /// Plaintext that arrived with the handshake, served first.
+    early: Vec<u8>,
     pos: usize,
+    /// The socket reached its end (or the peer sent `close_notify`).
     closed: bool,
 }
 
@@ -264,7 +357,9 @@ impl TlsRead {
         Self {
             sess,
             raw: vec![0u8; READ_BUF].into_boxed_slice(),
-            plain: early,
+            fed: 0,
+            filled: 0,
+            early,
             pos: 0,
             closed: false,
         }
@@ -273,19 +368,79 @@ impl TlsRead {
     pub(crate) fn set_read_timeout(&self, t: Duration) {
         let _ = self.sess.sock.set_read_timeout(Some(t));
     }
+
+    /// Under the state machine's lock: feeds what is waiting in `raw`,
+    /// then moves plaintext into `buf`. `Ok(None)`: nothing to hand out
+    /// yet; `Ok(Some(0))`: the clean end.
+    fn drain(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let sess = Arc::clone(&self.sess);
+        let (got, pending) = {
+            let mut tls = sess.tls.lock();
+            let got = self.drain_locked(&mut tls, buf);
+            (got, tls.wants_write())
+        };
+        if pending {
+            // A key update answer or an alert: sent now if no writer is
+            // busy (else the writer sends it).
+            sess.flush_if_free();
+        }
+        got
+    }
+
+    fn drain_locked(&mut self, tls: &mut Connection, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) if n > 0 => return Ok(Some(n)),
+                // close_notify seen and everything handed out.
+                Ok(_) => return Ok(Some(0)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // An end of stream without close_notify: the frame reader
+                // tells a cut frame from a clean end.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
+                Err(e) => return Err(e),
+            }
+            if self.fed == self.filled {
+                return Ok(None);
+            }
+            let mut rest = &self.raw[self.fed..self.filled];
+            let before = rest.len();
+            // An error here is "received plaintext buffer full": the
+            // plaintext was just drained, so it cannot recur right away;
+            // rustls's own state errors come from `process_new_packets`.
+            let _ = tls.read_tls(&mut rest);
+            if rest.len() == before {
+                // Nothing taken: bytes after close_notify. Dropped.
+                self.fed = self.filled;
+            } else {
+                self.fed += before - rest.len();
+            }
+            if let Err(e) = tls.process_new_packets() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    super::describe(&e, &self.sess.peer_name),
+                ));
+            }
+        }
+    }
 }
 
 impl Read for TlsRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.early.len() {
+            let n = buf.len().min(self.early.len() - self.pos);
+            buf[..n].copy_from_slice(&self.early[self.pos..self.pos + n]);
+            self.pos += n;
+            if self.pos == self.early.len() {
+                self.early = Vec::new();
+                self.pos = 0;
+            }
+            return Ok(n);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
-            if self.pos < self.plain.len() {
-                let n = buf.len().min(self.plain.len() - self.pos);
-                buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
-                self.pos += n;
-                if self.pos == self.plain.len() {
-                    self.plain.clear();
-                    self.pos = 0;
-                }
+            if let Some(n) = self.drain(buf)? {
                 return Ok(n);
             }
             if self.closed {
@@ -294,28 +449,15 @@ impl Read for TlsRead {
             // No lock while blocked here: writers go on.
             let n = (&*self.sess.sock).read(&mut self.raw)?;
             if n == 0 {
-                // End of stream without close_notify: the frame reader
-                // tells a cut frame from a clean end.
                 self.closed = true;
+                // Let rustls know, so a missing close_notify is told
+                // apart (and a clean one honoured).
+                let mut tls = self.sess.tls.lock();
+                let _ = tls.read_tls(&mut &[][..]);
                 continue;
             }
-            let (fed, pending) = {
-                let mut tls = self.sess.tls.lock();
-                let fed = feed(&mut tls, &self.raw[..n], &mut self.plain);
-                (fed, tls.wants_write())
-            };
-            if pending {
-                self.sess.flush_if_free();
-            }
-            match fed {
-                Ok(closed) => self.closed |= closed,
-                Err(e) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        super::describe(&e, &self.sess.peer_name),
-                    ))
-                }
-            }
+            self.fed = 0;
+            self.filled = n;
         }
     }
 }

@@ -3,8 +3,8 @@
 //! tungstenite's handshake callback, then serve the connection like any
 //! other.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,9 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, StatusCode};
 
 use super::origin;
-use super::stream::{ws_config, Out, WsReader, WsStream, WsWriter};
+use super::stream::{ws_config, Out, Sink, Source, WsReader, WsStream, WsWriter};
 use super::WsConfig;
-use crate::conn::{constant_time_eq, Services};
+use crate::conn::{constant_time_eq, FrameRead, Services};
 use crate::router::Router;
 use crate::server::{run_conn, Shared};
 
@@ -42,8 +42,10 @@ pub(crate) fn serve_if_upgrade(
     shared: &Arc<Shared>,
     ws: &WsConfig,
     id: u64,
-    stream: &TcpStream,
+    socket: &Arc<TcpStream>,
+    forwarded: Option<SocketAddr>,
 ) -> Sniffed {
+    let stream: &TcpStream = socket;
     let limits = shared.config.limits;
     let tick = limits.tick();
     // Before the first byte the peer is an idle connection (a raw client
@@ -93,25 +95,57 @@ pub(crate) fn serve_if_upgrade(
     let Some(deadline) = deadline else {
         return Sniffed::Handled;
     };
-    if let Some((conn_stream, services, ws_socket)) = handshake(shared, ws, stream, deadline) {
-        let _ = stream.set_read_timeout(Some(tick));
-        let peer = stream.peer_addr().ok();
-        let reader = WsReader::new(ws_socket, limits.max_frame_len);
+    // One socket handle for both halves and the closer.
+    serve_upgrade(
+        shared,
+        ws,
+        id,
+        Source::Tcp(Arc::clone(socket)),
+        Sink::Tcp(Arc::clone(socket)),
+        deadline,
+        forwarded.or_else(|| stream.peer_addr().ok()),
+    );
+    Sniffed::Handled
+}
+
+/// Serves a WebSocket upgrade whose `GET ` was read from `input` (a plain
+/// socket, or the plaintext of a TLS session), until the connection ends.
+/// `deadline` bounds the rest of the handshake. `peer`: the peer's
+/// address so far (a trusted proxy's PROXY line may have named it); a
+/// trusted proxy's `X-Forwarded-For` or `X-Real-IP` replaces it.
+pub(crate) fn serve_upgrade(
+    shared: &Arc<Shared>,
+    ws: &WsConfig,
+    id: u64,
+    input: Source,
+    sink: Sink,
+    deadline: Instant,
+    peer: Option<SocketAddr>,
+) {
+    let max_frame_len = shared.config.limits.max_frame_len;
+    let tick = shared.config.limits.tick();
+    if let Some((out, services, ws_socket, forwarded)) =
+        handshake(shared, ws, input, sink, deadline)
+    {
+        let mut reader = WsReader::new(ws_socket, max_frame_len);
+        reader.set_read_timeout(tick);
+        let peer = forwarded.map(|ip| SocketAddr::new(ip, 0)).or(peer);
         run_conn(
             shared,
             id,
-            Box::new(WsWriter::new(conn_stream, peer)),
+            Box::new(WsWriter::new(out, peer)),
             Box::new(reader),
             services,
         );
     }
-    Sniffed::Handled
 }
 
 type Accepted = (
     super::stream::SharedOut,
     Services,
     tungstenite::WebSocket<WsStream>,
+    // The client address a trusted proxy's headers named.
+    Option<IpAddr>,
 );
 
 /// Reads the HTTP head (already started with `GET `) and runs tungstenite's
@@ -120,23 +154,29 @@ type Accepted = (
 fn handshake(
     shared: &Arc<Shared>,
     ws: &WsConfig,
-    stream: &TcpStream,
+    mut input: Source,
+    sink: Sink,
     deadline: Instant,
 ) -> Option<Accepted> {
-    let head = match read_head(shared, ws, stream, deadline) {
+    let head = match read_head(shared, ws, &mut input, deadline) {
         Ok(h) => h,
         Err(Some(status)) => {
-            respond(stream, status, "");
+            respond(&sink, status, "");
             return None;
         }
         Err(None) => return None,
     };
     let (head, tail) = head;
-    let read_half = stream.try_clone().ok()?;
-    let write_half = stream.try_clone().ok()?;
-    let out = Out::shared(write_half, false);
-    let st = WsStream::new(read_half, Arc::clone(&out), head, false);
+    let stream = sink.socket();
+    let out = Out::shared(sink.clone(), false);
+    let st = WsStream::new(input, Arc::clone(&out), head, false);
     let mut chosen: Option<Arc<Router>> = None;
+    let mut forwarded: Option<IpAddr> = None;
+    let proxies = &shared.config.trusted_proxies;
+    let from_proxy = !proxies.is_empty()
+        && stream
+            .peer_addr()
+            .is_ok_and(|a| crate::proxy::trusted(proxies, a.ip()));
     let token = shared.services.token.clone();
     let local_ip = stream.local_addr().ok().map(|a| a.ip());
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -159,6 +199,16 @@ fn handshake(
             }
         }
         chosen = Some(Arc::clone(router));
+        if from_proxy {
+            let h = req.headers();
+            let xff: Vec<&[u8]> = h
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let real = h.get("x-real-ip").map(|v| v.as_bytes());
+            forwarded = crate::proxy::from_headers(proxies, &xff, real);
+        }
         Ok(resp)
     };
     // The head is complete in memory: the handshake reads no socket, and
@@ -174,13 +224,13 @@ fn handshake(
         }
         Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => {
             // 401, 403 or 404 was written.
-            linger(stream);
+            linger(&sink);
             return None;
         }
         Err(_) => {
             // Not a WebSocket upgrade (or a malformed one): nothing written.
             respond(
-                stream,
+                &sink,
                 StatusCode::BAD_REQUEST,
                 "bad request: expected a WebSocket upgrade\n",
             );
@@ -195,7 +245,7 @@ fn handshake(
         unknown_hint: None,
         ..shared.services.clone()
     };
-    Some((out, services, socket))
+    Some((out, services, socket, forwarded))
 }
 
 /// The `Host` check (see [`WsConfig::allowed_hosts`]): on an open server,
@@ -281,7 +331,7 @@ fn forbidden(body: String) -> ErrorResponse {
 fn read_head(
     shared: &Shared,
     ws: &WsConfig,
-    stream: &TcpStream,
+    s: &mut Source,
     deadline: Instant,
 ) -> Result<(Vec<u8>, Vec<u8>), Option<StatusCode>> {
     let tick = shared.config.limits.tick();
@@ -289,7 +339,6 @@ fn read_head(
     buf.extend_from_slice(b"GET ");
     let mut chunk = [0u8; 2048];
     let mut scanned: usize = 0;
-    let mut s = stream;
     loop {
         if let Some(pos) = find_end(&buf[scanned.saturating_sub(3)..]) {
             let end = scanned.saturating_sub(3) + pos + 4;
@@ -307,9 +356,7 @@ fn read_head(
         if now >= deadline || shared.is_stopping() {
             return Err(None);
         }
-        let _ = stream.set_read_timeout(Some(
-            (deadline - now).min(tick).max(Duration::from_millis(1)),
-        ));
+        s.set_read_timeout((deadline - now).min(tick).max(Duration::from_millis(1)));
         match s.read(&mut chunk) {
             Ok(0) => return Err(None),
             Ok(k) => buf.extend_from_slice(&chunk[..k]),
@@ -367,27 +414,34 @@ pub(crate) fn refuse_raw(stream: &TcpStream, ws: &WsConfig, addr: std::net::Sock
     crate::frame::error_payload(crate::ErrorCode::PROTOCOL.0, &msg, &mut b);
     let frame = crate::frame::encode_frame(crate::frame::Kind::Error, 0, 0, &b);
     let mut s = stream;
-    let _ = s.write_all(&frame);
-    linger(stream);
+    let _ = std::io::Write::write_all(&mut s, &frame);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    drain(stream);
 }
 
 /// Writes a plain HTTP error response and half-closes.
-fn respond(stream: &TcpStream, status: StatusCode, body: &str) {
+fn respond(sink: &Sink, status: StatusCode, body: &str) {
     let text = format!(
         "HTTP/1.1 {} {}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len()
     );
-    let mut s = stream;
-    let _ = s.write_all(text.as_bytes());
-    linger(stream);
+    let _ = sink.write_all(text.as_bytes());
+    linger(sink);
 }
 
 /// Half-closes, then reads and discards what the peer still sends (up to
-/// 1 s), so the answer is not lost to a TCP reset.
-fn linger(stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
+/// 1 s), so the answer is not lost to a TCP reset. Inside TLS the
+/// discarded bytes are ciphertext, read from the socket itself.
+fn linger(sink: &Sink) {
+    sink.shutdown_write();
+    drain(sink.socket());
+}
+
+/// Reads what the peer still sends for up to a second (so closing does not
+/// reset the connection before the peer has read our last words).
+fn drain(stream: &TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut sink = [0u8; 4096];

@@ -1,6 +1,6 @@
-//! The client side: `ws://` URL, token as a Bearer header, tungstenite's
-//! client handshake over the split stream (bytes read past the 101 answer
-//! stay with the reader).
+//! The client side: `ws://` and `wss://` URLs, token as a Bearer header,
+//! tungstenite's client handshake over the byte stream (the socket, or a
+//! TLS session), bytes read past the 101 answer kept for the reader.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +9,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, HeaderValue, Uri};
 
-use super::stream::{ws_config, Out, WsReader, WsStream, WsWriter};
+use super::stream::{ws_config, Out, Sink, Source, WsReader, WsStream, WsWriter};
 use crate::client::{connect_tcp, Client, ClientBuilder, Target, Transport};
 use crate::command::Spec;
 use crate::error::{Error, Stage, Timeout};
@@ -20,14 +20,22 @@ use crate::tcp::tune;
 pub const TOKEN_ENV: &str = "FRAMERPC_TOKEN";
 
 impl ClientBuilder {
-    /// Connects over WebSocket to `url` (`ws://host:port/path`; the path
+    /// Connects over WebSocket to `url` (`ws://host:port/path`, or
+    /// `wss://host:port/path` inside TLS with feature `tls`; the path
     /// selects the server's namespace). The token set with
     /// [`ClientBuilder::token`], else the `FRAMERPC_TOKEN` environment
     /// variable, goes in an `Authorization: Bearer` header. A refused
     /// upgrade is [`Error::Handshake`] naming the HTTP status (never the
     /// token). [`ClientBuilder::connect_timeout`] bounds connect and
-    /// handshake together.
-    pub fn connect_ws(self, url: &str) -> Result<Client, Error> {
+    /// handshake together. `wss://` checks the server's certificate as
+    /// [`ClientBuilder::connect_tls`] does (roots from
+    /// `ClientBuilder::tls_roots_pem`).
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    pub fn connect_ws(mut self, url: &str) -> Result<Client, Error> {
+        #[cfg(feature = "tls")]
+        if url.starts_with("wss://") {
+            self.prepare_tls()?;
+        }
         self.connect_to(Target::Ws(url.to_owned()))
     }
 
@@ -36,15 +44,22 @@ impl ClientBuilder {
         let uri: Uri = url
             .parse()
             .map_err(|e| Error::Config(format!("bad WebSocket URL: {e}").into()))?;
-        match uri.scheme_str() {
-            Some("ws") => {}
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            #[cfg(feature = "tls")]
+            Some("wss") => true,
+            #[cfg(not(feature = "tls"))]
             Some("wss") => {
                 return Err(Error::Config(
-                    "wss:// (TLS) is not supported; use ws://".into(),
+                    "wss:// needs framerpc's `tls` feature; use ws://, or enable it".into(),
                 ))
             }
-            _ => return Err(Error::Config("a WebSocket URL starts with ws://".into())),
-        }
+            _ => {
+                return Err(Error::Config(
+                    "a WebSocket URL starts with ws:// or wss://".into(),
+                ))
+            }
+        };
         let host = uri
             .host()
             .ok_or_else(|| Error::Config("WebSocket URL without a host".into()))?;
@@ -52,11 +67,10 @@ impl ClientBuilder {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let deadline = Instant::now() + self.connect_timeout;
-        let stream = connect_tcp((host.as_str(), port), self.connect_timeout)?;
-        tune(&stream, &self.limits)?;
-        let peer = stream.peer_addr().ok();
+        let (source, sink) = self.dial_stream(&host, port, tls)?;
+        let peer = sink.peer_addr();
 
         let mut request = uri
             .into_client_request()
@@ -74,8 +88,8 @@ impl ClientBuilder {
             request.headers_mut().insert(header::AUTHORIZATION, value);
         }
 
-        let out = Out::shared(stream.try_clone()?, true);
-        let mut st = WsStream::new(stream.try_clone()?, Arc::clone(&out), Vec::new(), true);
+        let out = Out::shared(sink, true);
+        let mut st = WsStream::new(source, Arc::clone(&out), Vec::new(), true);
         st.record_reads();
         let mut round =
             tungstenite::client::client_with_config(request, st, Some(ws_config(&self.limits)));
@@ -100,6 +114,22 @@ impl ClientBuilder {
         st.serve(tail);
         let reader = WsReader::from_stream(st, self.limits.max_frame_len);
         Ok((peer, Box::new(WsWriter::new(out, peer)), Box::new(reader)))
+    }
+
+    /// The byte stream under a WebSocket connection: TCP, or TCP and the
+    /// TLS handshake (one socket handle either way).
+    fn dial_stream(&self, host: &str, port: u16, tls: bool) -> Result<(Source, Sink), Error> {
+        #[cfg(feature = "tls")]
+        if tls {
+            let (sess, early) = self.dial_tls_session(host, port)?;
+            let read = crate::tls::session::TlsRead::new(Arc::clone(&sess), early);
+            return Ok((Source::Tls(read), Sink::Tls(sess)));
+        }
+        let _ = tls;
+        let stream = connect_tcp((host, port), self.connect_timeout)?;
+        tune(&stream, &self.limits)?;
+        let socket = Arc::new(stream);
+        Ok((Source::Tcp(Arc::clone(&socket)), Sink::Tcp(socket)))
     }
 
     /// Connects over WebSocket, then checks the server's command table

@@ -44,7 +44,11 @@ use crate::router::Router;
 use crate::server::{Server, ServerBuilder};
 use origin::{HostPattern, OriginPattern};
 
+#[cfg(feature = "tls")]
+pub(crate) use accept::serve_upgrade;
 pub(crate) use accept::{refuse_raw, serve_if_upgrade, Sniffed};
+#[cfg(feature = "tls")]
+pub(crate) use stream::{Sink, Source};
 
 /// Where and how a server accepts WebSocket upgrades; pass it to
 /// [`ServerBuilder::ws`]. Every setter states its default.

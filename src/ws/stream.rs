@@ -1,10 +1,15 @@
-//! The two halves of a WebSocket connection over one split `TcpStream`.
+//! The two halves of a WebSocket connection over one byte stream: a plain
+//! `TcpStream` (`ws://`) or a TLS session (`wss://`), one socket handle
+//! shared by both halves (one file descriptor per connection).
 //!
 //! tungstenite's `WebSocket` needs `&mut` for reading and writing, so a lock
 //! around it would starve writers while the reader waits. Instead:
 //!
+//! - the bytes come from a [`Source`] (the socket, or the TLS session's
+//!   plaintext, read with no lock held on the socket) and go to a [`Sink`]
+//!   (the socket, or the TLS session's send path);
 //! - tungstenite does the handshake over [`WsStream`], whose `Read` is the
-//!   read half of the socket and whose `Write` goes to the shared [`Out`];
+//!   [`Source`] and whose `Write` goes to the shared [`Out`];
 //! - then one reader thread ([`WsReader`]) reads WebSocket frames itself:
 //!   headers parsed with tungstenite's `FrameHeader::parse`, small messages
 //!   unmasked in place in a 4 KiB read buffer, big ones read straight into
@@ -32,6 +37,8 @@ use tungstenite::WebSocket;
 use crate::conn::{Closer, FrameRead, FrameWrite};
 use crate::error::{Error, ProtocolError, Side};
 use crate::frame::{Frame, Header, Limits, HEADER_LEN};
+#[cfg(feature = "tls")]
+use crate::tls::session::{Session, TlsRead};
 
 /// Big messages go out in fragments of this size, so a pong can slip in
 /// between them.
@@ -72,9 +79,129 @@ pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
+/// Where a WebSocket connection's bytes come from: the shared socket, or
+/// the plaintext of a TLS session (whose reader blocks on the socket with
+/// no lock held).
+pub(crate) enum Source {
+    Tcp(Arc<TcpStream>),
+    #[cfg(feature = "tls")]
+    Tls(TlsRead),
+}
+
+impl Source {
+    pub(crate) fn set_read_timeout(&self, timeout: Duration) {
+        match self {
+            Self::Tcp(s) => {
+                let _ = s.set_read_timeout(Some(timeout));
+            }
+            #[cfg(feature = "tls")]
+            Self::Tls(r) => r.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for Source {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => (&**s).read(buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(r) => r.read(buf),
+        }
+    }
+}
+
+/// Where a WebSocket connection's bytes go: the shared socket, or a TLS
+/// session's send path (which encrypts and writes under its own send lock;
+/// see `tls::session`). Used under the [`Out`] lock.
+#[derive(Clone)]
+pub(crate) enum Sink {
+    Tcp(Arc<TcpStream>),
+    #[cfg(feature = "tls")]
+    Tls(Arc<Session>),
+}
+
+impl Sink {
+    /// The socket under the stream.
+    pub(crate) fn socket(&self) -> &TcpStream {
+        match self {
+            Self::Tcp(s) => s,
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => sess.socket(),
+        }
+    }
+
+    pub(crate) fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => (&**s).write_all(buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => sess.send_frame(&[buf]),
+        }
+    }
+
+    /// `a` then `b`, in one vectored write (TLS: encrypted together).
+    fn write_two(&self, a: &[u8], b: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => write_two(s, a, b),
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => sess.send_frame(&[a, b]),
+        }
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) {
+        let _ = self.socket().set_write_timeout(t);
+    }
+
+    /// No more bytes from this side (TLS: `close_notify` first).
+    pub(crate) fn shutdown_write(&self) {
+        match self {
+            Self::Tcp(s) => {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => sess.shutdown_write(),
+        }
+    }
+
+    /// Shuts the stream both ways (TLS: `close_notify` first, briefly).
+    fn shutdown(&self) {
+        match self {
+            Self::Tcp(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => sess.close(),
+        }
+    }
+
+    fn closer(&self) -> Closer {
+        match self {
+            Self::Tcp(s) => Closer::shared(s),
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => Closer::shared(sess.socket_arc()),
+        }
+    }
+
+    pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(s) => s.peer_addr().ok(),
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => sess.peer_addr(),
+        }
+    }
+
+    fn verified_name(&self) -> Option<String> {
+        match self {
+            Self::Tcp(_) => None,
+            #[cfg(feature = "tls")]
+            Self::Tls(sess) => sess.peer_subject(),
+        }
+    }
+}
+
 /// The write half, shared by every writer and by the reader's WebSocket.
 pub(crate) struct Out {
-    stream: TcpStream,
+    stream: Sink,
     /// Set once a close frame went out (or the connection is ending): no
     /// data frame may follow it.
     closing: bool,
@@ -88,7 +215,7 @@ pub(crate) struct Out {
 pub(crate) type SharedOut = Arc<Mutex<Out>>;
 
 impl Out {
-    pub(crate) fn shared(stream: TcpStream, client: bool) -> SharedOut {
+    pub(crate) fn shared(stream: Sink, client: bool) -> SharedOut {
         Arc::new(Mutex::new(Self {
             stream,
             closing: false,
@@ -124,7 +251,7 @@ impl Out {
             .map_err(|e| io::Error::other(e.to_string()))?;
         let hl = cur.position() as usize;
         let Some(mask) = header.mask else {
-            return write_two(&mut self.stream, &head[..hl], payload);
+            return self.stream.write_two(&head[..hl], payload);
         };
         let want = (hl + payload.len()).min(MASK_CHUNK);
         if self.masked.len() < want {
@@ -177,7 +304,7 @@ fn clip(s: &str, max: usize) -> &str {
 }
 
 /// Writes `a` then `b` with one vectored write (more only if it is short).
-fn write_two(s: &mut TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {
+fn write_two(mut s: &TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {
     let n = loop {
         match s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -252,18 +379,13 @@ pub(crate) struct WsStream {
     /// Client handshake: every byte read, so that what came past the 101
     /// answer can be handed to the reader.
     record: Option<Vec<u8>>,
-    read: TcpStream,
+    read: Source,
     out: SharedOut,
     received: u64,
 }
 
 impl WsStream {
-    pub(crate) fn new(
-        read: TcpStream,
-        out: SharedOut,
-        prefix: Vec<u8>,
-        socket_reads: bool,
-    ) -> Self {
+    pub(crate) fn new(read: Source, out: SharedOut, prefix: Vec<u8>, socket_reads: bool) -> Self {
         Self {
             prefix,
             pos: 0,
@@ -327,7 +449,7 @@ impl Read for WsStream {
 
 impl Write for WsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut out = self.out.lock();
+        let out = self.out.lock();
         match out.stream.write_all(buf) {
             Ok(()) => Ok(buf.len()),
             // A timed-out write may have left half a message: fatal, and
@@ -354,12 +476,16 @@ impl Write for WsStream {
 /// The writing side of a WebSocket connection.
 pub(crate) struct WsWriter {
     out: SharedOut,
+    /// The stream under `out`, for what needs no writer lock.
+    sink: Sink,
     peer: Option<SocketAddr>,
 }
 
 impl WsWriter {
+    /// `peer`: the peer's address (behind a trusted proxy, the client's).
     pub(crate) fn new(out: SharedOut, peer: Option<SocketAddr>) -> Self {
-        Self { out, peer }
+        let sink = out.lock().stream.clone();
+        Self { out, sink, peer }
     }
 }
 
@@ -417,13 +543,12 @@ impl FrameWrite for WsWriter {
         let mut out = self.out.lock();
         if !out.closing {
             // Best effort, and brief: the peer may be gone.
-            let _ = out
-                .stream
+            out.stream
                 .set_write_timeout(Some(Duration::from_millis(200)));
             let _ = out.send_close(close::NORMAL, "closing");
         }
         out.closing = true;
-        let _ = out.stream.shutdown(Shutdown::Both);
+        out.stream.shutdown();
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
@@ -431,7 +556,11 @@ impl FrameWrite for WsWriter {
     }
 
     fn closer(&self) -> Option<Closer> {
-        Closer::new(&self.out.lock().stream)
+        Some(self.sink.closer())
+    }
+
+    fn verified_name(&self) -> Option<String> {
+        self.sink.verified_name()
     }
 }
 
@@ -602,7 +731,7 @@ impl Drop for Owned {
 /// bigger one is read straight from the socket into one buffer of its own,
 /// unmasked as it arrives, its size checked against the limit first.
 pub(crate) struct WsReader {
-    read: TcpStream,
+    read: Source,
     out: SharedOut,
     /// Client role: frames from the server are unmasked; server role:
     /// frames from the client must be masked.
@@ -661,7 +790,7 @@ impl WsReader {
         {
             let mut out = self.out.lock();
             let _ = out.send_close(code, reason);
-            let _ = out.stream.shutdown(Shutdown::Write);
+            out.stream.shutdown_write();
         }
         let deadline = Instant::now() + DRAIN;
         let mut sink = [0u8; 8192];
@@ -1077,7 +1206,7 @@ impl FrameRead for WsReader {
     }
 
     fn set_read_timeout(&mut self, timeout: Duration) {
-        let _ = self.read.set_read_timeout(Some(timeout));
+        self.read.set_read_timeout(timeout);
     }
 }
 
