@@ -38,6 +38,40 @@ impl Read for Socket {
     }
 }
 
+/// A read timeout (the wake-up to look at the clock), not a failure.
+#[cfg_attr(not(any(feature = "ws", feature = "tls")), allow(dead_code))]
+pub(crate) fn is_tick(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Half-closes, then reads and discards what the peer still sends for up
+/// to a second, so what was written last (an answer, an alert) is not lost
+/// to a reset.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) fn linger(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    drain(stream);
+}
+
+/// Reads and discards what the peer sends, for up to a second.
+#[cfg_attr(not(any(feature = "ws", feature = "tls")), allow(dead_code))]
+pub(crate) fn drain(mut stream: &TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if is_tick(&e) => {}
+            Err(_) => break,
+        }
+    }
+}
+
 /// Writes all of `parts` (one frame) within `limit` for the whole frame:
 /// the socket's write timeout bounds one `write`, so after a partial write
 /// it is set to what is left of the frame's time (and put back after).

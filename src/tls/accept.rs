@@ -14,12 +14,7 @@ use crate::error::ErrorCode;
 use crate::frame::{encode_frame, error_payload, FrameReader, Kind};
 use crate::server::{run_conn, Shared};
 
-fn is_tick(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
-}
+use crate::tcp::{is_tick, linger};
 
 /// The first bytes of a TLS connection: a handshake record of TLS 1.0 to
 /// 1.3 (`16 03 00..=04`).
@@ -250,24 +245,6 @@ fn send_error(stream: &TcpStream, cmd: u16, id: u32, msg: &str) {
     let frame = encode_frame(Kind::Error, cmd, id, &b);
     let mut s = stream;
     let _ = s.write_all(&frame);
-}
-
-/// Half-closes, then reads and discards for a moment, so what was written
-/// (an alert, an answer) is not lost to a reset.
-fn linger(stream: &TcpStream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut sink = [0u8; 4096];
-    let mut s = stream;
-    while Instant::now() < deadline {
-        match s.read(&mut sink) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if is_tick(&e) => {}
-            Err(_) => break,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! tungstenite's handshake callback, then serve the connection like any
 //! other.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,12 +27,7 @@ pub(crate) enum Sniffed {
     Raw(Vec<u8>),
 }
 
-fn is_tick(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
-}
+use crate::tcp::{drain, is_tick};
 
 /// Reads the first bytes of a connection; a connection that starts with
 /// `GET ` is a WebSocket upgrade and is served here until it ends. A raw
@@ -437,23 +432,6 @@ fn respond(sink: &Sink, status: StatusCode, body: &str) {
 fn linger(sink: &Sink) {
     sink.shutdown_write();
     drain(sink.socket());
-}
-
-/// Reads what the peer still sends for up to a second (so closing does not
-/// reset the connection before the peer has read our last words).
-fn drain(stream: &TcpStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut sink = [0u8; 4096];
-    let mut s = stream;
-    while Instant::now() < deadline {
-        match s.read(&mut sink) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if is_tick(&e) => {}
-            Err(_) => break,
-        }
-    }
 }
 
 /// The token from `Authorization: Bearer` first, else the `token` query
