@@ -210,10 +210,13 @@ pub struct FrameReader<R> {
     received: u64,
     /// A large frame being received (header included), grown as it arrives.
     big: Option<Vec<u8>>,
-    /// The buffer of the last large frame: reused for the next one once
-    /// its frame has been dropped (no page faults, no allocation), let go
-    /// when the connection is quiet ([`FrameReader::trim`]).
-    last_big: Option<Bytes>,
+    /// The buffers of the last large frames: one is reused for the next
+    /// large frame once its frame has been dropped (no page faults, no
+    /// allocation), all are let go when the connection is quiet
+    /// ([`FrameReader::trim`]). Two, so that a handler that keeps the
+    /// latest frame until the next one arrives (a value stored for a
+    /// later request) still leaves one to reuse.
+    last_big: [Option<Bytes>; 2],
 }
 
 const READ_CHUNK: usize = 8 * 1024;
@@ -236,7 +239,7 @@ impl<R: Read> FrameReader<R> {
             max_frame_len,
             received: 0,
             big: None,
-            last_big: None,
+            last_big: [None, None],
         }
     }
 
@@ -265,7 +268,7 @@ impl<R: Read> FrameReader<R> {
         if self.filled == 0 && self.buf.capacity() > KEEP_READ {
             self.buf = BytesMut::new();
         }
-        self.last_big = None;
+        self.last_big = [None, None];
     }
 
     /// A buffer for a large frame: the last one's if its frame is gone,
@@ -276,10 +279,14 @@ impl<R: Read> FrameReader<R> {
     /// behind in the allocator's heaps (glibc serves requests under 32 MiB
     /// from its heaps once a large block has been freed, and keeps them).
     fn big_buffer(&mut self, first: usize) -> Vec<u8> {
-        if let Some(b) = self.last_big.take() {
-            if let Ok(mut m) = b.try_into_mut() {
-                m.clear();
-                return Vec::from(m);
+        for slot in &mut self.last_big {
+            let Some(b) = slot.take() else { continue };
+            match b.try_into_mut() {
+                Ok(mut m) => {
+                    m.clear();
+                    return Vec::from(m);
+                }
+                Err(b) => *slot = Some(b), // still in use: maybe next time
             }
         }
         Vec::with_capacity(first.max(BIG_RESERVE))
@@ -403,7 +410,9 @@ impl<R: Read> FrameReader<R> {
         }
         let whole = Bytes::from(v);
         let payload = whole.slice(HEADER_LEN..);
-        self.last_big = Some(whole);
+        // The newest first; the oldest is let go.
+        self.last_big.swap(0, 1);
+        self.last_big[0] = Some(whole);
         Ok(Some(Frame { header, payload }))
     }
 }
