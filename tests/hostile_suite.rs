@@ -107,6 +107,7 @@ fn good_client(addr: SocketAddr) -> Client {
 type Case = (&'static str, fn(SocketAddr));
 
 fn cases() -> Vec<Case> {
+    #[cfg_attr(not(any(feature = "msgpack", feature = "ws")), allow(unused_mut))]
     let mut v: Vec<Case> = vec![
         ("4 GiB length claim", |a| {
             let mut s = authed(a);
