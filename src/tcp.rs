@@ -38,6 +38,28 @@ impl Read for Socket {
     }
 }
 
+/// Serves a read from bytes that arrived before the stream was handed over
+/// (`pending[*pos..]`: the tail of a handshake), freeing them once used.
+/// `None` once they are all read: read the stream itself.
+#[cfg_attr(not(any(feature = "ws", feature = "tls")), allow(dead_code))]
+pub(crate) fn read_pending(
+    pending: &mut Vec<u8>,
+    pos: &mut usize,
+    buf: &mut [u8],
+) -> Option<usize> {
+    if *pos >= pending.len() {
+        return None;
+    }
+    let n = buf.len().min(pending.len() - *pos);
+    buf[..n].copy_from_slice(&pending[*pos..*pos + n]);
+    *pos += n;
+    if *pos == pending.len() {
+        *pending = Vec::new();
+        *pos = 0;
+    }
+    Some(n)
+}
+
 /// A read timeout (the wake-up to look at the clock), not a failure.
 #[cfg_attr(not(any(feature = "ws", feature = "tls")), allow(dead_code))]
 pub(crate) fn is_tick(e: &io::Error) -> bool {

@@ -132,24 +132,22 @@ impl Conn {
         }
         let who = &self.seat.who;
         // Served at once when the device is free and nobody waits.
-        if max_wait.is_zero() || adm.status().waiting == 0 {
-            match adm.try_acquire(who) {
-                Ok(()) => {
-                    drop(w);
-                    self.admitted(acquire.into_iter().collect());
-                    return;
-                }
-                Err(r) if max_wait.is_zero() => {
-                    drop(w);
-                    if let Some((cmd, id)) = acquire {
-                        self.send_error(cmd, id, ErrorCode::BUSY, &r.message);
-                        self.call_done(id);
-                    }
-                    self.refuse_waiting(&r.message, false);
-                    return;
-                }
-                Err(_) => {}
+        match adm.try_acquire(who) {
+            Ok(()) => {
+                drop(w);
+                self.admitted(acquire.into_iter().collect());
+                return;
             }
+            Err(r) if max_wait.is_zero() => {
+                drop(w);
+                if let Some((cmd, id)) = acquire {
+                    self.send_error(cmd, id, ErrorCode::BUSY, &r.message);
+                    self.call_done(id);
+                }
+                self.refuse_waiting(&r.message, false);
+                return;
+            }
+            Err(_) => {}
         }
         let ticket = adm.enter(who);
         w.waiting = true;

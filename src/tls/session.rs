@@ -426,14 +426,7 @@ impl TlsRead {
 
 impl Read for TlsRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos < self.early.len() {
-            let n = buf.len().min(self.early.len() - self.pos);
-            buf[..n].copy_from_slice(&self.early[self.pos..self.pos + n]);
-            self.pos += n;
-            if self.pos == self.early.len() {
-                self.early = Vec::new();
-                self.pos = 0;
-            }
+        if let Some(n) = crate::tcp::read_pending(&mut self.early, &mut self.pos, buf) {
             return Ok(n);
         }
         if buf.is_empty() {

@@ -424,14 +424,7 @@ impl WsStream {
 
 impl Read for WsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos < self.prefix.len() {
-            let n = buf.len().min(self.prefix.len() - self.pos);
-            buf[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
-            self.pos += n;
-            if self.pos == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.pos = 0;
-            }
+        if let Some(n) = crate::tcp::read_pending(&mut self.prefix, &mut self.pos, buf) {
             self.received += n as u64;
             return Ok(n);
         }
